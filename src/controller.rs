@@ -1,0 +1,359 @@
+//! Controller operations on volumes, in domain terms: make, delete, look up, list and measure
+//! volume directories on shares. The gRPC adapter in `csi::controller` only translates.
+
+use crate::blocking;
+use crate::error::{Error, Result};
+use crate::guard::Locks;
+use crate::share::{Created, ShareRoot, Shares, TrashEntry};
+use crate::volume::params::Defaults;
+use crate::volume::{CreateParams, Params, ShareSpec, SubDir, VolumeId};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A CreateVolume request, validated.
+#[derive(Clone, Debug)]
+pub struct NewVolume {
+    /// The CO's name for the volume (`pvc-<uuid>` from the provisioner).
+    pub name: String,
+    /// StorageClass parameters.
+    pub params: Params,
+    /// Mount flags from the requested capabilities (the StorageClass's mountOptions).
+    pub mount_flags: Vec<String>,
+    /// Requested capacity in bytes (0: none asked for).
+    pub capacity: u64,
+}
+
+/// A volume as the controller reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Volume {
+    /// The volume id.
+    pub id: String,
+    /// Recorded capacity in bytes.
+    pub capacity: u64,
+    /// What a node needs to mount it (`server`, `share`, `subDir`, `mountOptions`).
+    pub context: Vec<(String, String)>,
+}
+
+/// A page of ListVolumes.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// The volumes on this page.
+    pub volumes: Vec<Volume>,
+    /// Token for the next page; empty when this is the last.
+    pub next: String,
+}
+
+/// The controller service's state: how to reach shares, which volumes are busy, defaults.
+#[derive(Debug)]
+pub struct Controller {
+    shares: Arc<Shares>,
+    locks: Locks,
+    defaults: Defaults,
+    umask: u32,
+    swept: Mutex<HashSet<ShareSpec>>,
+}
+
+impl Controller {
+    /// `umask` is the process umask (0 when the server cleared it at start).
+    pub fn new(shares: Arc<Shares>, defaults: Defaults, umask: u32) -> Self {
+        Controller {
+            shares,
+            locks: Locks::default(),
+            defaults,
+            umask,
+            swept: Mutex::default(),
+        }
+    }
+
+    /// Runs `op` on the open root of `spec` off the runtime, remounting once if the share was
+    /// stale or unreachable.
+    async fn on_share<T, F>(
+        &self,
+        spec: &ShareSpec,
+        what: &str,
+        deadline: Duration,
+        op: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&ShareRoot) -> Result<T> + Clone + Send + 'static,
+    {
+        let mut retried = false;
+        loop {
+            let started = tokio::time::Instant::now();
+            let root = self.shares.root(spec, deadline).await?;
+            let left = deadline.saturating_sub(started.elapsed());
+            let op = op.clone();
+            let result = blocking::run(what, left, move || op(&ShareRoot::open(&root)?)).await;
+            match result {
+                Err(e) if !retried && self.shares.recover(spec, &e).await => retried = true,
+                other => {
+                    self.sweep_trash(spec, deadline);
+                    return other;
+                }
+            }
+        }
+    }
+
+    /// After a restart, removes in the background what an earlier run left in a share's trash.
+    pub fn sweep_trash(&self, spec: &ShareSpec, deadline: Duration) {
+        if !self
+            .swept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.clone())
+        {
+            return;
+        }
+        let (shares, spec) = (self.shares.clone(), spec.clone());
+        tokio::spawn(async move {
+            let Ok(root) = shares.root(&spec, deadline).await else {
+                return;
+            };
+            let found = blocking::run("list trash", deadline, move || {
+                ShareRoot::open(&root)?.pending_trash()
+            })
+            .await;
+            match found {
+                Ok(entries) => entries.into_iter().for_each(purge_in_background),
+                Err(e) => tracing::warn!(share = %spec, error = %e, "cannot list trash"),
+            }
+        });
+    }
+
+    /// Makes the volume's directory (idempotent). Same name with a different capacity or other
+    /// parameters is [`Error::AlreadyExists`].
+    pub async fn create(&self, req: NewVolume, deadline: Duration) -> Result<Volume> {
+        let CreateParams {
+            share,
+            sub_dir,
+            on_delete,
+            mode,
+        } = req
+            .params
+            .resolve(&req.name, &req.mount_flags, &self.defaults)?;
+        let id = VolumeId {
+            share: share.clone(),
+            sub_dir: sub_dir.clone(),
+            on_delete,
+        };
+        let id_text = id.to_string();
+        let guard = self.locks.try_lock(lock_key(&share, &sub_dir))?;
+        let (umask, capacity, text) = (self.umask, req.capacity, id_text.clone());
+        let guard = Arc::new(guard);
+        let created = self
+            .on_share(
+                &share,
+                &format!("create {sub_dir}"),
+                deadline,
+                move |root| {
+                    let _held = guard.clone();
+                    root.create_volume(&sub_dir, mode, umask, capacity, &text)
+                },
+            )
+            .await?;
+        tracing::info!(volume.id = %id_text, new = (created == Created::New), "volume ready");
+        Ok(Volume {
+            context: context_of(&id),
+            id: id_text,
+            capacity: req.capacity,
+        })
+    }
+
+    /// Applies the volume's onDelete policy. Unknown or already deleted volumes are fine.
+    pub async fn delete(&self, raw_id: &str, deadline: Duration) -> Result<()> {
+        let id = match VolumeId::parse(raw_id) {
+            Err(Error::NotFound(_)) => return Ok(()),
+            other => other?,
+        };
+        let guard = Arc::new(self.locks.try_lock(lock_key(&id.share, &id.sub_dir))?);
+        // A pre-mounted path is touched only if this driver has used it before.
+        let create_state = id.share.is_nfs();
+        let (sub, policy) = (id.sub_dir.clone(), id.on_delete);
+        let trashed = self
+            .on_share(&id.share, &format!("delete {sub}"), deadline, move |root| {
+                let _held = guard.clone();
+                root.delete_volume(&sub, policy, create_state)
+            })
+            .await?;
+        tracing::info!(volume.id = %raw_id, policy = %id.on_delete, "volume deleted");
+        if let Some(entry) = trashed {
+            purge_in_background(entry);
+        }
+        Ok(())
+    }
+
+    /// Looks a volume up: its recorded capacity, and `Some(reason)` if it is not healthy.
+    pub async fn get(&self, raw_id: &str, deadline: Duration) -> Result<(Volume, Option<String>)> {
+        let id = VolumeId::parse(raw_id)?;
+        let sub = id.sub_dir.clone();
+        let (exists, record) = self
+            .on_share(
+                &id.share,
+                &format!("look up {sub}"),
+                deadline,
+                move |root| Ok((root.volume_exists(&sub)?, root.record(&sub)?)),
+            )
+            .await?;
+        if !exists && record.is_none() {
+            return Err(Error::NotFound(format!(
+                "volume {raw_id}: no directory {}",
+                id.sub_dir
+            )));
+        }
+        let abnormal =
+            (!exists).then(|| format!("directory {} is missing on {}", id.sub_dir, id.share));
+        let capacity = record.map(|r| r.capacity).unwrap_or_default();
+        Ok((
+            Volume {
+                context: context_of(&id),
+                id: raw_id.to_owned(),
+                capacity,
+            },
+            abnormal,
+        ))
+    }
+
+    /// Lists volumes on every known share, `max` at a time (0: all), after `token`.
+    pub async fn list(&self, token: &str, max: usize, deadline: Duration) -> Result<Page> {
+        let after = decode_token(token)?;
+        let mut all = Vec::new();
+        for spec in self.shares.known().await {
+            let records = self
+                .on_share(&spec, "list volumes", deadline, |root| root.records())
+                .await?;
+            let prefix = spec.to_string();
+            all.extend(
+                records
+                    .into_iter()
+                    .map(|(key, rec)| (format!("{prefix}\0{key}"), rec)),
+            );
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let rest: Vec<_> = all
+            .into_iter()
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
+            .collect();
+        let take = if max == 0 {
+            rest.len()
+        } else {
+            max.min(rest.len())
+        };
+        let next = if take < rest.len() {
+            encode_token(&rest[take - 1].0)
+        } else {
+            String::new()
+        };
+        let volumes = rest
+            .into_iter()
+            .take(take)
+            .map(|(_, rec)| {
+                let context = VolumeId::parse(&rec.volume_id)
+                    .map(|id| context_of(&id))
+                    .unwrap_or_default();
+                Volume {
+                    id: rec.volume_id,
+                    capacity: rec.capacity,
+                    context,
+                }
+            })
+            .collect();
+        Ok(Page { volumes, next })
+    }
+
+    /// Free bytes on the share the parameters name (or the default share); 0 when none is known.
+    pub async fn capacity(
+        &self,
+        params: &Params,
+        mount_flags: &[String],
+        deadline: Duration,
+    ) -> Result<u64> {
+        let spec = match params.share_spec(mount_flags, &self.defaults) {
+            Ok(spec) => spec,
+            Err(_) if params.server.is_none() && params.share.is_none() => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let stats = self
+            .on_share(&spec, "statvfs", deadline, |root| root.stats())
+            .await?;
+        Ok(stats.available_bytes)
+    }
+}
+
+fn purge_in_background(entry: TrashEntry) {
+    tokio::task::spawn_blocking(move || {
+        let name = entry.name().to_owned();
+        match entry.purge() {
+            Ok(n) => tracing::debug!(trash = %name, entries = n, "trash entry removed"),
+            Err(e) => {
+                tracing::warn!(trash = %name, error = %e, "trash entry not removed; retried at next start")
+            }
+        }
+    });
+}
+
+fn lock_key(share: &ShareSpec, sub: &SubDir) -> String {
+    format!("{share}/{sub}")
+}
+
+/// The volume context handed to nodes: enough to mount the volume without parsing the id.
+pub fn context_of(id: &VolumeId) -> Vec<(String, String)> {
+    let mut ctx = Vec::new();
+    if let Some(server) = &id.share.server {
+        ctx.push(("server".to_owned(), server.clone()));
+    }
+    ctx.push(("share".to_owned(), id.share.path.clone()));
+    ctx.push(("subDir".to_owned(), id.sub_dir.to_string()));
+    if !id.share.mount_options.is_empty() {
+        ctx.push(("mountOptions".to_owned(), id.share.mount_options.join(",")));
+    }
+    ctx
+}
+
+fn encode_token(key: &str) -> String {
+    key.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_token(token: &str) -> Result<Option<String>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        Error::BadToken(format!(
+            "{:?} is not a token this driver issued",
+            crate::volume::path::shorten(token)
+        ))
+    };
+    if token.len() % 2 != 0 || token.len() > 8192 {
+        return Err(bad());
+    }
+    let bytes: Option<Vec<u8>> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes.ok_or_else(bad)?)
+        .map(Some)
+        .map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_garbage_is_refused() {
+        let key = "/srv/share\0pvc-1";
+        assert_eq!(
+            decode_token(&encode_token(key)).unwrap().as_deref(),
+            Some(key)
+        );
+        assert_eq!(decode_token("").unwrap(), None);
+        for bad in ["invalid-token", "abc", "zz"] {
+            assert!(
+                matches!(decode_token(bad), Err(Error::BadToken(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Controller service adapter: checks CSI requests, calls [`crate::controller::Controller`], and
+//! builds CSI responses. Snapshots, publishing, expansion and modification are not offered.
+
+use super::pb::{
+    self, controller_server::Controller as CsiController, controller_service_capability as csc,
+};
+use super::{caps, deadline};
+use crate::controller::{Controller, NewVolume, Volume};
+use crate::error::Error;
+use crate::volume::Params;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::{Request, Response, Status};
+use tracing::{Span, instrument};
+
+/// Controller service state.
+#[derive(Clone, Debug)]
+pub struct ControllerService {
+    /// The domain controller.
+    pub inner: Arc<Controller>,
+    /// Longest time any call may take.
+    pub timeout: Duration,
+}
+
+fn to_csi(v: Volume) -> pb::Volume {
+    pb::Volume {
+        capacity_bytes: i64::try_from(v.capacity).unwrap_or(i64::MAX),
+        volume_id: v.id,
+        volume_context: v.context.into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+fn params(map: &std::collections::HashMap<String, String>) -> Result<Params, Error> {
+    Params::parse(map.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+fn capacity(range: Option<&pb::CapacityRange>) -> Result<u64, Error> {
+    let Some(r) = range else { return Ok(0) };
+    if r.required_bytes < 0 || r.limit_bytes < 0 {
+        return Err(Error::invalid("capacity range has negative bytes"));
+    }
+    if r.limit_bytes > 0 && r.required_bytes > r.limit_bytes {
+        return Err(Error::invalid("required bytes exceed limit bytes"));
+    }
+    Ok(if r.required_bytes > 0 {
+        r.required_bytes
+    } else {
+        r.limit_bytes
+    } as u64)
+}
+
+fn unimplemented<T>(what: &str) -> Result<Response<T>, Status> {
+    Err(Status::unimplemented(format!(
+        "{what} is not supported by this driver"
+    )))
+}
+
+#[tonic::async_trait]
+impl CsiController for ControllerService {
+    #[instrument(skip_all, fields(volume.name = %req.get_ref().name, volume.id))]
+    async fn create_volume(
+        &self,
+        req: Request<pb::CreateVolumeRequest>,
+    ) -> Result<Response<pb::CreateVolumeResponse>, Status> {
+        let limit = deadline(&req, self.timeout);
+        let r = req.into_inner();
+        if r.name.is_empty() {
+            return Err(Error::invalid("volume name is missing").into());
+        }
+        if r.volume_content_source.is_some() {
+            return Err(Error::invalid(
+                "volume content sources (snapshots, clones) are not supported",
+            )
+            .into());
+        }
+        let needs = caps::check_all(&r.volume_capabilities)?;
+        let new = NewVolume {
+            name: r.name,
+            params: params(&r.parameters)?,
+            mount_flags: needs.flags,
+            capacity: capacity(r.capacity_range.as_ref())?,
+        };
+        let volume = self.inner.create(new, limit).await?;
+        Span::current().record("volume.id", volume.id.as_str());
+        Ok(Response::new(pb::CreateVolumeResponse {
+            volume: Some(to_csi(volume)),
+        }))
+    }
+
+    #[instrument(skip_all, fields(volume.id = %req.get_ref().volume_id))]
+    async fn delete_volume(
+        &self,
+        req: Request<pb::DeleteVolumeRequest>,
+    ) -> Result<Response<pb::DeleteVolumeResponse>, Status> {
+        let limit = deadline(&req, self.timeout);
+        let id = &req.get_ref().volume_id;
+        if id.is_empty() {
+            return Err(Error::invalid("volume id is missing").into());
+        }
+        self.inner.delete(id, limit).await?;
+        Ok(Response::new(pb::DeleteVolumeResponse {}))
+    }
+
+    #[instrument(skip_all, fields(volume.id = %req.get_ref().volume_id))]
+    async fn validate_volume_capabilities(
+        &self,
+        req: Request<pb::ValidateVolumeCapabilitiesRequest>,
+    ) -> Result<Response<pb::ValidateVolumeCapabilitiesResponse>, Status> {
+        let limit = deadline(&req, self.timeout);
+        let r = req.into_inner();
+        if r.volume_id.is_empty() {
+            return Err(Error::invalid("volume id is missing").into());
+        }
+        if r.volume_capabilities.is_empty() {
+            return Err(Error::invalid("volume capabilities are missing").into());
+        }
+        self.inner.get(&r.volume_id, limit).await?;
+        let confirmed = match caps::check_all(&r.volume_capabilities) {
+            Ok(_) => Some(pb::validate_volume_capabilities_response::Confirmed {
+                volume_context: r.volume_context,
+                volume_capabilities: r.volume_capabilities,
+                parameters: r.parameters,
+                mutable_parameters: r.mutable_parameters,
+            }),
+            Err(_) => None,
+        };
+        let message = if confirmed.is_some() {
+            String::new()
+        } else {
+            "capabilities not supported".into()
+        };
+        Ok(Response::new(pb::ValidateVolumeCapabilitiesResponse {
+            confirmed,
+            message,
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_volumes(
+        &self,
+        req: Request<pb::ListVolumesRequest>,
+    ) -> Result<Response<pb::ListVolumesResponse>, Status> {
+        let limit = deadline(&req, self.timeout);
+        let r = req.into_inner();
+        if r.max_entries < 0 {
+            return Err(Error::invalid("max_entries is negative").into());
+        }
+        let page = self
+            .inner
+            .list(&r.starting_token, r.max_entries as usize, limit)
+            .await?;
+        let entries = page
+            .volumes
+            .into_iter()
+            .map(|v| pb::list_volumes_response::Entry {
+                volume: Some(to_csi(v)),
+                status: None,
+            })
+            .collect();
+        Ok(Response::new(pb::ListVolumesResponse {
+            entries,
+            next_token: page.next,
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn get_capacity(
+        &self,
+        req: Request<pb::GetCapacityRequest>,
+    ) -> Result<Response<pb::GetCapacityResponse>, Status> {
+        let limit = deadline(&req, self.timeout);
+        let r = req.into_inner();
+        let flags = match r.volume_capabilities.is_empty() {
+            true => Vec::new(),
+            false => caps::check_all(&r.volume_capabilities)?.flags,
+        };
+        let free = self
+            .inner
+            .capacity(&params(&r.parameters)?, &flags, limit)
+            .await?;
+        Ok(Response::new(pb::GetCapacityResponse {
+            available_capacity: i64::try_from(free).unwrap_or(i64::MAX),
+            ..Default::default()
+        }))
+    }
+
+    async fn controller_get_capabilities(
+        &self,
+        _req: Request<pb::ControllerGetCapabilitiesRequest>,
+    ) -> Result<Response<pb::ControllerGetCapabilitiesResponse>, Status> {
+        use csc::rpc::Type;
+        let capabilities = [
+            Type::CreateDeleteVolume,
+            Type::ListVolumes,
+            Type::GetCapacity,
+            Type::GetVolume,
+            Type::VolumeCondition,
+            Type::SingleNodeMultiWriter,
+        ]
+        .into_iter()
+        .map(|t| pb::ControllerServiceCapability {
+            r#type: Some(csc::Type::Rpc(csc::Rpc { r#type: t as i32 })),
+        })
+        .collect();
+        Ok(Response::new(pb::ControllerGetCapabilitiesResponse {
+            capabilities,
+        }))
+    }
+
+    #[instrument(skip_all, fields(volume.id = %req.get_ref().volume_id))]
+    async fn controller_get_volume(
+        &self,
+        req: Request<pb::ControllerGetVolumeRequest>,
+    ) -> Result<Response<pb::ControllerGetVolumeResponse>, Status> {
+        let limit = deadline(&req, self.timeout);
+        let id = &req.get_ref().volume_id;
+        if id.is_empty() {
+            return Err(Error::invalid("volume id is missing").into());
+        }
+        let (volume, abnormal) = self.inner.get(id, limit).await?;
+        let status = pb::controller_get_volume_response::VolumeStatus {
+            published_node_ids: Vec::new(),
+            volume_condition: Some(pb::VolumeCondition {
+                abnormal: abnormal.is_some(),
+                message: abnormal.unwrap_or_else(|| "directory present".into()),
+            }),
+        };
+        Ok(Response::new(pb::ControllerGetVolumeResponse {
+            volume: Some(to_csi(volume)),
+            status: Some(status),
+        }))
+    }
+
+    async fn controller_publish_volume(
+        &self,
+        _: Request<pb::ControllerPublishVolumeRequest>,
+    ) -> Result<Response<pb::ControllerPublishVolumeResponse>, Status> {
+        unimplemented("ControllerPublishVolume")
+    }
+    async fn controller_unpublish_volume(
+        &self,
+        _: Request<pb::ControllerUnpublishVolumeRequest>,
+    ) -> Result<Response<pb::ControllerUnpublishVolumeResponse>, Status> {
+        unimplemented("ControllerUnpublishVolume")
+    }
+    async fn create_snapshot(
+        &self,
+        _: Request<pb::CreateSnapshotRequest>,
+    ) -> Result<Response<pb::CreateSnapshotResponse>, Status> {
+        unimplemented("CreateSnapshot")
+    }
+    async fn delete_snapshot(
+        &self,
+        _: Request<pb::DeleteSnapshotRequest>,
+    ) -> Result<Response<pb::DeleteSnapshotResponse>, Status> {
+        unimplemented("DeleteSnapshot")
+    }
+    async fn list_snapshots(
+        &self,
+        _: Request<pb::ListSnapshotsRequest>,
+    ) -> Result<Response<pb::ListSnapshotsResponse>, Status> {
+        unimplemented("ListSnapshots")
+    }
+    async fn get_snapshot(
+        &self,
+        _: Request<pb::GetSnapshotRequest>,
+    ) -> Result<Response<pb::GetSnapshotResponse>, Status> {
+        unimplemented("GetSnapshot")
+    }
+    async fn controller_expand_volume(
+        &self,
+        _: Request<pb::ControllerExpandVolumeRequest>,
+    ) -> Result<Response<pb::ControllerExpandVolumeResponse>, Status> {
+        unimplemented("ControllerExpandVolume")
+    }
+    async fn controller_modify_volume(
+        &self,
+        _: Request<pb::ControllerModifyVolumeRequest>,
+    ) -> Result<Response<pb::ControllerModifyVolumeResponse>, Status> {
+        unimplemented("ControllerModifyVolume")
+    }
+}

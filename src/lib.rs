@@ -1,0 +1,23 @@
+//! nfs-subdir-csi: a CSI driver that gives every volume its own directory on an existing NFS
+//! export (or any shared, pre-mounted filesystem).
+//!
+//! Layout: `volume` (ids, parameters, safe paths) and `share` (directory work on a share) are the
+//! domain, free of gRPC and Kubernetes types; `controller` and `node` are the domain services;
+//! `csi` adapts them to the CSI gRPC API; `server` wires everything up.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod blocking;
+pub mod cli;
+pub mod controller;
+pub mod csi;
+pub mod error;
+pub mod guard;
+pub mod mount;
+pub mod node;
+pub mod server;
+pub mod share;
+pub mod volume;
+
+pub use error::{Error, Result};

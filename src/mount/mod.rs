@@ -1,0 +1,8 @@
+//! Mounting on Linux: bind mounts of pre-mounted shares, NFS mounts through mount(2), bounded
+//! unmounts, and the mount table.
+
+pub mod mountinfo;
+pub mod nfs;
+pub mod ops;
+
+pub use ops::{bind_volume, is_mount_point, unmount_all};

@@ -1,0 +1,206 @@
+//! NFS mounts through mount(2) with the kernel's own option text, so no mount.nfs helper is needed:
+//! the server name is resolved here, generic options become mount flags, and without an explicit
+//! version 4.2 → 4.1 → 4.0 → 3 are tried in turn as mount.nfs does.
+
+use crate::error::{Error, Result};
+use nix::errno::Errno;
+use nix::mount::{MsFlags, mount};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::path::Path;
+
+/// Versions tried, newest first, when the options name none.
+const VERSIONS: [&str; 4] = ["4.2", "4.1", "4.0", "3"];
+
+/// What to mount where.
+#[derive(Clone, Debug)]
+pub struct NfsMount<'a> {
+    /// Server host name or address (IPv6 may be in brackets).
+    pub server: &'a str,
+    /// Absolute path on the server (export plus sub-directory).
+    pub path: &'a str,
+    /// User options in mount.nfs spelling (`nfsvers=4.1`, `hard`, `noatime`, …).
+    pub options: &'a [String],
+    /// Mount read-only.
+    pub read_only: bool,
+    /// Controller working mount: force `soft` with bounded timeouts.
+    pub bounded: bool,
+}
+
+/// Mount flags that mount.nfs turns into MS_* flags instead of passing them to the kernel.
+fn generic_flag(opt: &str) -> Option<(MsFlags, bool)> {
+    Some(match opt {
+        "ro" => (MsFlags::MS_RDONLY, true),
+        "rw" => (MsFlags::MS_RDONLY, false),
+        "noatime" => (MsFlags::MS_NOATIME, true),
+        "atime" => (MsFlags::MS_NOATIME, false),
+        "nodiratime" => (MsFlags::MS_NODIRATIME, true),
+        "relatime" => (MsFlags::MS_RELATIME, true),
+        "strictatime" => (MsFlags::MS_STRICTATIME, true),
+        "nosuid" => (MsFlags::MS_NOSUID, true),
+        "suid" => (MsFlags::MS_NOSUID, false),
+        "nodev" => (MsFlags::MS_NODEV, true),
+        "dev" => (MsFlags::MS_NODEV, false),
+        "noexec" => (MsFlags::MS_NOEXEC, true),
+        "exec" => (MsFlags::MS_NOEXEC, false),
+        "sync" => (MsFlags::MS_SYNCHRONOUS, true),
+        "async" => (MsFlags::MS_SYNCHRONOUS, false),
+        "defaults" | "auto" | "noauto" | "user" | "nouser" | "_netdev" => (MsFlags::empty(), true),
+        _ => return None,
+    })
+}
+
+/// The kernel option text and flags for one attempt, without `vers`.
+fn split_options(m: &NfsMount<'_>) -> (MsFlags, Vec<String>, Option<String>) {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    let mut version = None;
+    for opt in m.options {
+        if let Some((flag, on)) = generic_flag(opt) {
+            flags.set(flag, on);
+            continue;
+        }
+        match opt.split_once('=') {
+            Some(("vers" | "nfsvers", v)) => version = Some(v.to_owned()),
+            Some(("retry" | "addr", _)) => {}
+            _ if m.bounded
+                && (opt == "hard" || opt.starts_with("timeo=") || opt.starts_with("retrans=")) => {}
+            _ => data.push(opt.clone()),
+        }
+    }
+    if m.bounded {
+        data.extend(["soft".into(), "timeo=50".into(), "retrans=1".into()]);
+    }
+    if m.read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    (flags, data, version)
+}
+
+/// Resolves `server` to an address, preferring IPv4.
+pub fn resolve(server: &str) -> Result<IpAddr> {
+    let host = server.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    let addrs: Vec<SocketAddr> = (host, 2049)
+        .to_socket_addrs()
+        .map_err(|e| Error::Unavailable(format!("cannot resolve NFS server {host:?}: {e}")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .map(|a| a.ip())
+        .ok_or_else(|| Error::Unavailable(format!("NFS server {host:?} has no address")))
+}
+
+/// The local address this host uses to reach `server` (NFSv4.0 callbacks need it).
+fn local_address(server: IpAddr) -> Option<IpAddr> {
+    let bind = if server.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let sock = UdpSocket::bind(bind).ok()?;
+    sock.connect((server, 2049)).ok()?;
+    sock.local_addr().ok().map(|a| a.ip())
+}
+
+/// Mounts the export at `target`. Returns the NFS version that worked.
+pub fn mount_nfs(m: &NfsMount<'_>, target: &Path) -> Result<String> {
+    let ip = resolve(m.server)?;
+    let (flags, data, version) = split_options(m);
+    let host = match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    let source = format!("{host}:{}", m.path);
+    let tries: Vec<String> = match version {
+        Some(v) => vec![v],
+        None => VERSIONS.iter().map(|v| v.to_string()).collect(),
+    };
+    let mut last = Errno::EINVAL;
+    for vers in &tries {
+        let mut text = vec![format!("vers={vers}"), format!("addr={ip}")];
+        if vers == "4.0" || vers == "4" {
+            if let Some(local) = local_address(ip) {
+                text.push(format!("clientaddr={local}"));
+            }
+        }
+        text.extend(data.iter().cloned());
+        let text = text.join(",");
+        match mount(
+            Some(source.as_str()),
+            target,
+            Some("nfs"),
+            flags,
+            Some(text.as_str()),
+        ) {
+            Ok(()) => return Ok(vers.clone()),
+            // The server does not speak this version: try the next one.
+            Err(e @ (Errno::EPROTONOSUPPORT | Errno::EOPNOTSUPP | Errno::EINVAL))
+                if tries.len() > 1 =>
+            {
+                tracing::debug!(%source, vers, error = %e, "NFS version refused, trying the next");
+                last = e;
+            }
+            Err(e) => return Err(mount_error(&source, target, e)),
+        }
+    }
+    Err(mount_error(&source, target, last))
+}
+
+fn mount_error(source: &str, target: &Path, e: Errno) -> Error {
+    let what = format!("mount {source} at {}", target.display());
+    match e {
+        Errno::ENOENT => Error::NotFound(format!("{what}: no such export or directory")),
+        Errno::EACCES | Errno::EPERM => {
+            Error::FailedPrecondition(format!("{what}: access denied: {e}"))
+        }
+        Errno::ECONNREFUSED
+        | Errno::ETIMEDOUT
+        | Errno::EHOSTUNREACH
+        | Errno::ENETUNREACH
+        | Errno::EIO => Error::Unavailable(format!("{what}: {e}")),
+        e => Error::errno(what, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generic_options_become_flags_and_controller_mounts_are_bounded() {
+        let opts: Vec<String> = ["nfsvers=4.1", "hard", "noatime", "timeo=600", "rsize=65536"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let m = NfsMount {
+            server: "h",
+            path: "/e",
+            options: &opts,
+            read_only: true,
+            bounded: false,
+        };
+        let (flags, data, vers) = split_options(&m);
+        assert!(flags.contains(MsFlags::MS_NOATIME | MsFlags::MS_RDONLY));
+        assert_eq!(vers.as_deref(), Some("4.1"));
+        assert_eq!(data, vec!["hard", "timeo=600", "rsize=65536"]);
+        let bounded = NfsMount {
+            bounded: true,
+            read_only: false,
+            ..m
+        };
+        let (flags, data, _) = split_options(&bounded);
+        assert!(!flags.contains(MsFlags::MS_RDONLY));
+        assert_eq!(data, vec!["rsize=65536", "soft", "timeo=50", "retrans=1"]);
+    }
+
+    #[test]
+    fn resolves_literal_addresses() {
+        assert_eq!(resolve("10.0.2.2").unwrap().to_string(), "10.0.2.2");
+        assert_eq!(resolve("[fd00::1]").unwrap().to_string(), "fd00::1");
+        assert!(resolve("localhost").is_ok());
+    }
+}

@@ -1,0 +1,280 @@
+//! Node operations in domain terms: mount a volume's directory at a target path (a bind mount of a
+//! pre-mounted share, or an NFS mount), unmount it within a deadline, and report its usage.
+
+use crate::blocking;
+use crate::error::{Error, Result};
+use crate::guard::Locks;
+use crate::mount::{self, mountinfo, nfs};
+use crate::share::{FsStats, ShareRoot, root::statvfs_fd};
+use crate::volume::{ShareSpec, SubDir, VolumeId};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A NodePublishVolume request, validated.
+#[derive(Clone, Debug)]
+pub struct Publish {
+    /// The volume id.
+    pub volume_id: String,
+    /// The volume context from CreateVolume or a static PV (`server`, `share`, `subDir`, `mountOptions`).
+    pub context: Vec<(String, String)>,
+    /// Where to mount it.
+    pub target: PathBuf,
+    /// Mount read-only.
+    pub read_only: bool,
+    /// Only one target on this node may have it (SINGLE_NODE_SINGLE_WRITER).
+    pub single_writer: bool,
+    /// Mount options from the capability (the PV's mountOptions).
+    pub mount_flags: Vec<String>,
+}
+
+/// Where a volume's data is: a share and, optionally, a directory in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// The share.
+    pub share: ShareSpec,
+    /// The volume's directory; `None` mounts the share root (static volumes).
+    pub sub_dir: Option<SubDir>,
+}
+
+impl Source {
+    /// Reads the source from the volume context if it names a share, else from the volume id.
+    pub fn resolve(
+        volume_id: &str,
+        context: &[(String, String)],
+        flags: &[String],
+    ) -> Result<Self> {
+        let get = |k: &str| {
+            context
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.as_str())
+        };
+        let mut source = match get("share") {
+            Some(share) => {
+                let mut opts: Vec<String> = Vec::new();
+                if let Some(o) = get("mountOptions") {
+                    opts.extend(
+                        o.split(',')
+                            .map(str::trim)
+                            .filter(|o| !o.is_empty())
+                            .map(str::to_owned),
+                    );
+                }
+                Source {
+                    share: ShareSpec::new(get("server"), share, opts)?,
+                    sub_dir: get("subDir")
+                        .filter(|s| !s.is_empty())
+                        .map(SubDir::parse)
+                        .transpose()?,
+                }
+            }
+            None => {
+                let id = VolumeId::parse(volume_id)?;
+                Source {
+                    share: id.share,
+                    sub_dir: Some(id.sub_dir),
+                }
+            }
+        };
+        for flag in flags {
+            for opt in flag.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                crate::volume::check_mount_option(opt)?;
+                if !source.share.mount_options.iter().any(|o| o == opt) {
+                    source.share.mount_options.push(opt.to_owned());
+                }
+            }
+        }
+        Ok(source)
+    }
+}
+
+/// The node service's state.
+#[derive(Debug)]
+pub struct Node {
+    node_id: String,
+    locks: Locks,
+}
+
+impl Node {
+    /// A node service for the node `node_id`.
+    pub fn new(node_id: String) -> Self {
+        Node {
+            node_id,
+            locks: Locks::default(),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Mounts the volume at the target (idempotent: the same volume already there is fine).
+    pub async fn publish(&self, req: Publish, deadline: Duration) -> Result<()> {
+        let source = Source::resolve(&req.volume_id, &req.context, &req.mount_flags)?;
+        let target = absolute_target(&req.target)?;
+        let guard = self.locks.try_lock(req.volume_id.clone())?;
+        let what = format!("publish at {}", target.display());
+        blocking::run(&what, deadline, move || {
+            let _held = guard;
+            publish_blocking(&source, &target, req.read_only, req.single_writer)
+        })
+        .await
+    }
+
+    /// Unmounts the target and removes it. Not mounted or already gone is fine. An unmount that
+    /// does not finish within half the deadline is replaced by a lazy detach.
+    pub async fn unpublish(
+        &self,
+        volume_id: &str,
+        target: &Path,
+        deadline: Duration,
+    ) -> Result<()> {
+        let target = absolute_target(target)?;
+        let _guard = self.locks.try_lock(volume_id.to_owned())?;
+        let t = target.clone();
+        let first = blocking::run("unmount", deadline / 2, move || {
+            mount::unmount_all(&t, false)
+        })
+        .await;
+        if let Err(e) = first {
+            tracing::warn!(target = %target.display(), error = %e, "unmount failed; detaching lazily");
+            let t = target.clone();
+            blocking::run("lazy unmount", deadline / 2, move || {
+                mount::unmount_all(&t, true)
+            })
+            .await?;
+        }
+        match std::fs::remove_dir(&target) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("remove target {}", target.display()), e)),
+        }
+    }
+
+    /// Usage of the filesystem mounted at `path`, and `Some(reason)` when it does not answer.
+    pub async fn stats(
+        &self,
+        path: &Path,
+        deadline: Duration,
+    ) -> Result<(FsStats, Option<String>)> {
+        let path = path.to_owned();
+        if !path.is_absolute() || std::fs::symlink_metadata(&path).is_err() {
+            return Err(Error::NotFound(format!(
+                "volume path {} does not exist",
+                path.display()
+            )));
+        }
+        let p = path.clone();
+        let measured = blocking::run("statvfs", deadline, move || {
+            let fd = crate::share::fs::open_root(&p)?;
+            statvfs_fd(&fd).map_err(|e| Error::errno(format!("statvfs {}", p.display()), e))
+        })
+        .await;
+        match measured {
+            Ok(stats) => Ok((stats, None)),
+            Err(e) if e.is_unavailable() => Ok((FsStats::default(), Some(e.to_string()))),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The target as an absolute path whose parent is resolved, without touching the target itself
+/// (it may be a mount point of a dead server).
+fn absolute_target(target: &Path) -> Result<PathBuf> {
+    if !target.is_absolute() {
+        return Err(Error::invalid(format!(
+            "target path {} is not absolute",
+            target.display()
+        )));
+    }
+    let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
+        return Err(Error::invalid(format!(
+            "target path {} has no parent",
+            target.display()
+        )));
+    };
+    let parent = std::fs::canonicalize(parent)
+        .map_err(|e| Error::NotFound(format!("parent of target {}: {e}", target.display())))?;
+    Ok(parent.join(name))
+}
+
+fn publish_blocking(
+    source: &Source,
+    target: &Path,
+    read_only: bool,
+    single_writer: bool,
+) -> Result<()> {
+    let mounts = mountinfo::read().map_err(|e| Error::io("read mountinfo", e))?;
+    if let Some(existing) = mountinfo::at(&mounts, target) {
+        if existing.read_only() != read_only {
+            return Err(Error::AlreadyExists(format!(
+                "{} is already mounted {}",
+                target.display(),
+                if existing.read_only() {
+                    "read-only"
+                } else {
+                    "read-write"
+                }
+            )));
+        }
+        return Ok(());
+    }
+    match std::fs::create_dir(target) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io(format!("mkdir target {}", target.display()), e)),
+    }
+    if source.share.is_nfs() {
+        let path = match &source.sub_dir {
+            Some(sub) => format!("{}/{sub}", source.share.path.trim_end_matches('/')),
+            None => source.share.path.clone(),
+        };
+        let m = nfs::NfsMount {
+            server: source.share.server.as_deref().unwrap_or_default(),
+            path: &path,
+            options: &source.share.mount_options,
+            read_only,
+            bounded: false,
+        };
+        let vers = nfs::mount_nfs(&m, target)?;
+        tracing::info!(target = %target.display(), vers, "NFS volume mounted");
+    } else {
+        let root = ShareRoot::open(Path::new(&source.share.path))?;
+        let dir = match &source.sub_dir {
+            Some(sub) => root.open_volume(sub)?,
+            None => crate::share::fs::open_root(root.path())?,
+        };
+        mount::bind_volume(&dir, target, read_only)?;
+    }
+    if single_writer {
+        refuse_second_writer(target)?;
+    }
+    Ok(())
+}
+
+/// For SINGLE_NODE_SINGLE_WRITER: if the volume just mounted at `target` is mounted elsewhere on
+/// this node too, undo the mount and refuse.
+fn refuse_second_writer(target: &Path) -> Result<()> {
+    let mounts = mountinfo::read().map_err(|e| Error::io("read mountinfo", e))?;
+    let Some(mine) = mountinfo::at(&mounts, target) else {
+        return Ok(());
+    };
+    let others = mounts
+        .iter()
+        .filter(|m| {
+            m.mount_point != target
+                && m.device == mine.device
+                && m.root == mine.root
+                && m.source == mine.source
+        })
+        .count();
+    if others == 0 {
+        return Ok(());
+    }
+    mount::unmount_all(target, true)?;
+    let _ = std::fs::remove_dir(target);
+    Err(Error::FailedPrecondition(format!(
+        "volume is single-writer and already published at another target on this node ({others})"
+    )))
+}

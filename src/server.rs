@@ -1,0 +1,191 @@
+//! Wires the services together and serves them on a Unix socket or TCP port until SIGTERM/SIGINT.
+
+use crate::cli::{Role, ServeArgs};
+use crate::controller::Controller;
+use crate::csi::controller::ControllerService;
+use crate::csi::identity::IdentityService;
+use crate::csi::node::NodeService;
+use crate::csi::pb::{
+    controller_server::ControllerServer, identity_server::IdentityServer, node_server::NodeServer,
+};
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::share::Shares;
+use crate::volume::{ShareSpec, params::Defaults, params::parse_mode};
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A Unix socket path.
+    Unix(PathBuf),
+    /// A TCP address.
+    Tcp(SocketAddr),
+}
+
+impl Endpoint {
+    /// Parses `unix:///abs/path`, `unix://relative/path`, `unix:/path` or `tcp://host:port`.
+    pub fn parse(raw: &str) -> Result<Self> {
+        if let Some(path) = raw
+            .strip_prefix("unix://")
+            .or_else(|| raw.strip_prefix("unix:"))
+        {
+            if path.is_empty() {
+                return Err(Error::invalid("endpoint unix:// needs a path"));
+            }
+            return Ok(Endpoint::Unix(PathBuf::from(path)));
+        }
+        if let Some(addr) = raw.strip_prefix("tcp://") {
+            return addr
+                .parse()
+                .map(Endpoint::Tcp)
+                .map_err(|e| Error::invalid(format!("endpoint {raw:?}: {e}")));
+        }
+        Err(Error::invalid(format!(
+            "endpoint {raw:?}: expected unix:///path or tcp://host:port"
+        )))
+    }
+}
+
+/// Runs `serve` until a shutdown signal.
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let endpoint = Endpoint::parse(&args.endpoint)?;
+    let timeout = Duration::from_secs(args.operation_timeout.max(1));
+    let default_share = match &args.default_share {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("create default share {}", dir.display()), e))?;
+            let abs = std::fs::canonicalize(dir)
+                .map_err(|e| Error::io(format!("resolve {}", dir.display()), e))?;
+            Some(ShareSpec::new(None, &abs.to_string_lossy(), Vec::new())?)
+        }
+        None => None,
+    };
+    let defaults = Defaults {
+        share: default_share.as_ref().map(|s| s.path.clone()),
+        on_delete: args.default_ondelete_policy,
+        mount_permissions: parse_mode(&args.mount_permissions)?,
+    };
+    let node_id = match args.nodeid.clone() {
+        Some(id) if !id.is_empty() => id,
+        _ => nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .map_err(|e| Error::errno("gethostname", e))?,
+    };
+    let has = |r| args.roles.contains(&r);
+    let shares = Arc::new(Shares::new(
+        default_share.clone(),
+        args.working_mount_dir.clone(),
+    ));
+
+    let identity = IdentityServer::new(IdentityService {
+        name: args.drivername.clone(),
+        controller: has(Role::Controller),
+    });
+    let mut router = tonic::transport::Server::builder().add_service(identity);
+    let mut controller = None;
+    if has(Role::Controller) {
+        // Every new directory gets exactly the mode asked for, without a chmod after mkdir.
+        nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        let inner = Arc::new(Controller::new(shares.clone(), defaults, 0));
+        controller = Some(inner.clone());
+        router = router.add_service(ControllerServer::new(ControllerService { inner, timeout }));
+    }
+    if has(Role::Node) {
+        let inner = Arc::new(Node::new(node_id.clone()));
+        router = router.add_service(NodeServer::new(NodeService { inner, timeout }));
+    }
+    if let (Some(c), Some(share)) = (&controller, &default_share) {
+        c.sweep_trash(share, timeout);
+    }
+    tracing::info!(
+        driver = %args.drivername, node = %node_id, roles = ?args.roles, endpoint = %args.endpoint,
+        default_share = ?default_share.as_ref().map(|s| &s.path), version = env!("CARGO_PKG_VERSION"),
+        "serving"
+    );
+    let result = match endpoint {
+        Endpoint::Unix(path) => {
+            let listener = bind_unix(&path)?;
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+            let served = router
+                .serve_with_incoming_shutdown(incoming, shutdown_signal())
+                .await;
+            let _ = std::fs::remove_file(&path);
+            served
+        }
+        Endpoint::Tcp(addr) => router.serve_with_shutdown(addr, shutdown_signal()).await,
+    };
+    result.map_err(|e| Error::Unavailable(format!("gRPC server: {e}")))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Binds the Unix socket: a stale socket from an earlier run is removed (anything else at the
+/// path is left alone and refused), and the socket is made reachable by owner and group only.
+fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            std::fs::remove_file(path)
+                .map_err(|e| Error::io(format!("remove stale socket {}", path.display()), e))?;
+        }
+        Ok(_) => {
+            return Err(Error::invalid(format!(
+                "{} exists and is not a socket",
+                path.display()
+            )));
+        }
+        Err(_) => {}
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .map_err(|e| Error::io(format!("bind {}", path.display()), e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+    Ok(listener)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse() {
+        assert_eq!(
+            Endpoint::parse("unix:///csi/csi.sock").unwrap(),
+            Endpoint::Unix("/csi/csi.sock".into())
+        );
+        assert_eq!(
+            Endpoint::parse("unix://./csi.sock").unwrap(),
+            Endpoint::Unix("./csi.sock".into())
+        );
+        assert_eq!(
+            Endpoint::parse("tcp://127.0.0.1:10000").unwrap(),
+            Endpoint::Tcp("127.0.0.1:10000".parse().unwrap())
+        );
+        for bad in ["", "unix://", "http://x", "tcp://nohost"] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

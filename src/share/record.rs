@@ -1,0 +1,102 @@
+//! Per-volume records on the share: a symlink whose target holds the requested capacity and the
+//! volume id, so repeated CreateVolume calls and ListVolumes need no state in memory.
+
+use crate::volume::SubDir;
+use nix::errno::Errno;
+use std::os::fd::OwnedFd;
+
+/// What is remembered about a volume on its share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Capacity requested at creation, in bytes (0 when none was asked for).
+    pub capacity: u64,
+    /// The volume id handed out at creation.
+    pub volume_id: String,
+}
+
+const VERSION: &str = "1";
+
+/// The record's file name for a volume directory: the sub-directory with `%` and `/` escaped, or a
+/// name-based UUID when that would be too long for one directory entry.
+pub fn key(sub: &SubDir) -> String {
+    let escaped = sub.as_str().replace('%', "%25").replace('/', "%2F");
+    if escaped.len() <= 240 {
+        escaped
+    } else {
+        let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, sub.as_str().as_bytes());
+        format!("~{id}")
+    }
+}
+
+impl Record {
+    fn encode(&self) -> String {
+        format!("{VERSION} {} {}", self.capacity, self.volume_id)
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(3, ' ');
+        if parts.next()? != VERSION {
+            return None;
+        }
+        let capacity = parts.next()?.parse().ok()?;
+        let volume_id = parts.next()?.to_owned();
+        Some(Record {
+            capacity,
+            volume_id,
+        })
+    }
+}
+
+/// Reads the record named `key`, if there is a readable one.
+pub fn read(records: &OwnedFd, key: &str) -> nix::Result<Option<Record>> {
+    match nix::fcntl::readlinkat(records, key) {
+        Ok(target) => Ok(target.to_str().and_then(Record::decode)),
+        Err(Errno::ENOENT | Errno::EINVAL) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes (or replaces) the record named `key`.
+pub fn write(records: &OwnedFd, key: &str, record: &Record) -> nix::Result<()> {
+    let target = record.encode();
+    match nix::unistd::symlinkat(target.as_str(), records, key) {
+        Err(Errno::EEXIST) => {
+            super::fs::unlink(records, key.as_ref(), false)?;
+            nix::unistd::symlinkat(target.as_str(), records, key)
+        }
+        other => other,
+    }
+}
+
+/// Removes the record named `key`; a missing record is fine.
+pub fn remove(records: &OwnedFd, key: &str) -> nix::Result<()> {
+    super::fs::unlink(records, key.as_ref(), false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_single_components() {
+        assert_eq!(key(&SubDir::parse("pvc-1").unwrap()), "pvc-1");
+        assert_eq!(key(&SubDir::parse("ns/a%b").unwrap()), "ns%2Fa%25b");
+        let long = SubDir::parse(&format!("{}/{}", "a".repeat(200), "b".repeat(200))).unwrap();
+        let k = key(&long);
+        assert!(
+            k.starts_with('~') && k.len() < 64 && !k.contains('/'),
+            "{k}"
+        );
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let r = Record {
+            capacity: 1 << 30,
+            volume_id: "nsc1##/s#pvc 1#delete#".into(),
+        };
+        assert_eq!(Record::decode(&r.encode()), Some(r));
+        assert_eq!(Record::decode("2 5 x"), None);
+        assert_eq!(Record::decode("1 notanumber x"), None);
+    }
+}

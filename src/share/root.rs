@@ -1,0 +1,321 @@
+//! Volume directories on one open share root: create, delete (trash / archive / retain), look up,
+//! list and measure. Plain blocking filesystem calls; callers run them off the async runtime.
+
+use super::fs::{self, dup, is_dir, lstat, open_dir, open_parent, open_volume_dir};
+use super::record::{self, Record};
+use crate::error::{Error, Result};
+use crate::volume::{OnDelete, SubDir, path::STATE_DIR};
+use nix::errno::Errno;
+use nix::fcntl::{RenameFlags, renameat, renameat2};
+use nix::sys::stat::{Mode, fchmod, mkdirat};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+/// An open share root directory.
+pub struct ShareRoot {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+/// The driver's own directories on a share.
+struct State {
+    trash: OwnedFd,
+    records: OwnedFd,
+}
+
+/// Result of creating a volume directory.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The directory was made now.
+    New,
+    /// A matching volume already existed (an idempotent retry).
+    Existing,
+}
+
+/// A directory moved to the trash, to be removed in the background.
+pub struct TrashEntry {
+    trash: OwnedFd,
+    name: String,
+}
+
+/// Space and inode figures of the filesystem holding a share.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FsStats {
+    /// Size in bytes.
+    pub total_bytes: u64,
+    /// Bytes an unprivileged user can still write.
+    pub available_bytes: u64,
+    /// Bytes in use.
+    pub used_bytes: u64,
+    /// Total inodes.
+    pub total_inodes: u64,
+    /// Free inodes.
+    pub free_inodes: u64,
+    /// Inodes in use.
+    pub used_inodes: u64,
+}
+
+impl ShareRoot {
+    /// Opens the share root at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(ShareRoot {
+            fd: fs::open_root(path)?,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Where the share root is on this machine.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens the driver's state directories; with `create` false a share never used by this
+    /// driver gives `None` and nothing is created.
+    fn state(&self, create: bool) -> Result<Option<State>> {
+        let top = match open_dir(&self.fd, STATE_DIR) {
+            Err(Errno::ENOENT) if !create => return Ok(None),
+            Err(Errno::ENOENT) => {
+                ensure_dir(&self.fd, STATE_DIR, 0o755)?;
+                open_dir(&self.fd, STATE_DIR)
+            }
+            other => other,
+        }
+        .map_err(|e| Error::errno(format!("open {}/{STATE_DIR}", self.path.display()), e))?;
+        let sub = |name: &str, mode| -> Result<OwnedFd> {
+            match open_dir(&top, name) {
+                Err(Errno::ENOENT) => {
+                    ensure_dir(&top, name, mode)?;
+                    open_dir(&top, name)
+                }
+                other => other,
+            }
+            .map_err(|e| Error::errno(format!("open {STATE_DIR}/{name}"), e))
+        };
+        Ok(Some(State {
+            trash: sub("trash", 0o700)?,
+            records: sub("volumes", 0o755)?,
+        }))
+    }
+
+    /// Makes the volume directory `sub` with `mode` and records `capacity` and `volume_id` for it.
+    /// A retry with the same capacity and id is [`Created::Existing`]; a different one is
+    /// [`Error::AlreadyExists`]. `umask` is the process's, so the mode can be fixed up only when
+    /// mkdir could not set it.
+    pub fn create_volume(
+        &self,
+        sub: &SubDir,
+        mode: u32,
+        umask: u32,
+        capacity: u64,
+        volume_id: &str,
+    ) -> Result<Created> {
+        let state = self.state(true)?.expect("state is created on demand");
+        let key = record::key(sub);
+        let wanted = Record {
+            capacity,
+            volume_id: volume_id.to_owned(),
+        };
+        let (parent, last) = open_parent(&self.fd, sub, Some(mode | 0o700))?;
+        match mkdirat(&parent, last, Mode::from_bits_truncate(mode)) {
+            Ok(()) => {
+                if mode & umask != 0 {
+                    let dir = open_dir(&parent, last)
+                        .map_err(|e| Error::errno(format!("open {sub}"), e))?;
+                    fchmod(&dir, Mode::from_bits_truncate(mode))
+                        .map_err(|e| Error::errno(format!("chmod {sub}"), e))?;
+                }
+                record::write(&state.records, &key, &wanted)
+                    .map_err(|e| Error::errno(format!("record {sub}"), e))?;
+                Ok(Created::New)
+            }
+            Err(Errno::EEXIST) => {
+                let st =
+                    lstat(&parent, last).map_err(|e| Error::errno(format!("stat {sub}"), e))?;
+                if !is_dir(&st) {
+                    return Err(Error::AlreadyExists(format!(
+                        "{sub} exists and is not a directory"
+                    )));
+                }
+                match record::read(&state.records, &key)
+                    .map_err(|e| Error::errno("read record", e))?
+                {
+                    Some(old) if old.capacity != capacity => Err(Error::AlreadyExists(format!(
+                        "{sub} exists with capacity {} bytes, requested {capacity}",
+                        old.capacity
+                    ))),
+                    Some(old) if old.volume_id != volume_id => Err(Error::AlreadyExists(format!(
+                        "{sub} exists with other parameters (id {})",
+                        old.volume_id
+                    ))),
+                    Some(_) => Ok(Created::Existing),
+                    None => {
+                        // A directory without a record: made before a crash, or retained earlier.
+                        record::write(&state.records, &key, &wanted)
+                            .map_err(|e| Error::errno(format!("record {sub}"), e))?;
+                        Ok(Created::Existing)
+                    }
+                }
+            }
+            Err(e) => Err(Error::errno(format!("mkdir {sub}"), e)),
+        }
+    }
+
+    /// Applies `on_delete` to the volume directory `sub` and forgets its record. A volume that is
+    /// already gone is fine. With [`OnDelete::Delete`] the directory is renamed into the trash and
+    /// returned for removal in the background. `create_state` false means a share this driver
+    /// never wrote to is left untouched (the volume is unknown there).
+    pub fn delete_volume(
+        &self,
+        sub: &SubDir,
+        on_delete: OnDelete,
+        create_state: bool,
+    ) -> Result<Option<TrashEntry>> {
+        let Some(state) = self.state(create_state)? else {
+            return Ok(None);
+        };
+        let (parent, last) = match open_parent(&self.fd, sub, None) {
+            Err(Error::NotFound(_)) => return self.forget(&state, sub).map(|()| None),
+            other => other?,
+        };
+        let trashed = match on_delete {
+            OnDelete::Retain => None,
+            OnDelete::Archive => {
+                archive(&parent, last).map_err(|e| Error::errno(format!("archive {sub}"), e))?;
+                None
+            }
+            OnDelete::Delete => {
+                let name = format!("{}-{}", unix_secs(), uuid::Uuid::new_v4().simple());
+                match renameat(&parent, last, &state.trash, name.as_str()) {
+                    Ok(()) => Some(TrashEntry {
+                        trash: dup(&state.trash)?,
+                        name,
+                    }),
+                    Err(Errno::ENOENT) => None,
+                    Err(e) => return Err(Error::errno(format!("move {sub} to trash"), e)),
+                }
+            }
+        };
+        self.forget(&state, sub)?;
+        Ok(trashed)
+    }
+
+    fn forget(&self, state: &State, sub: &SubDir) -> Result<()> {
+        record::remove(&state.records, &record::key(sub))
+            .map_err(|e| Error::errno(format!("remove record of {sub}"), e))
+    }
+
+    /// True when the volume directory exists (as a real directory, reached without symlinks).
+    pub fn volume_exists(&self, sub: &SubDir) -> Result<bool> {
+        match open_volume_dir(&self.fd, sub) {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens the volume directory (for a bind mount through `/proc/self/fd`).
+    pub fn open_volume(&self, sub: &SubDir) -> Result<OwnedFd> {
+        open_volume_dir(&self.fd, sub)
+    }
+
+    /// The record of the volume `sub`, if any.
+    pub fn record(&self, sub: &SubDir) -> Result<Option<Record>> {
+        let Some(state) = self.state(false)? else {
+            return Ok(None);
+        };
+        record::read(&state.records, &record::key(sub)).map_err(|e| Error::errno("read record", e))
+    }
+
+    /// All volume records on this share, sorted by key.
+    pub fn records(&self) -> Result<Vec<(String, Record)>> {
+        let Some(state) = self.state(false)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for key in fs::list(&state.records)? {
+            if let Some(rec) =
+                record::read(&state.records, &key).map_err(|e| Error::errno("read record", e))?
+            {
+                out.push((key, rec));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Entries left in the trash (by a crash or a restart), to be removed in the background.
+    pub fn pending_trash(&self) -> Result<Vec<TrashEntry>> {
+        let Some(state) = self.state(false)? else {
+            return Ok(Vec::new());
+        };
+        fs::list(&state.trash)?
+            .into_iter()
+            .map(|name| {
+                Ok(TrashEntry {
+                    trash: dup(&state.trash)?,
+                    name,
+                })
+            })
+            .collect()
+    }
+
+    /// Space and inode figures of the share's filesystem.
+    pub fn stats(&self) -> Result<FsStats> {
+        statvfs_fd(&self.fd)
+            .map_err(|e| Error::errno(format!("statvfs {}", self.path.display()), e))
+    }
+}
+
+impl TrashEntry {
+    /// Removes the trashed tree; returns how many entries went.
+    pub fn purge(self) -> Result<u64> {
+        super::remove::remove_tree(&self.trash, &self.name)
+            .map_err(|e| Error::errno(format!("remove trash entry {}", self.name), e))
+    }
+
+    /// The entry's name in the trash directory.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Space and inode figures of the filesystem holding `fd`.
+pub fn statvfs_fd(fd: &OwnedFd) -> nix::Result<FsStats> {
+    let s = nix::sys::statvfs::fstatvfs(fd)?;
+    let frsize = s.fragment_size();
+    let total_bytes = s.blocks() * frsize;
+    let free_bytes = s.blocks_free() * frsize;
+    Ok(FsStats {
+        total_bytes,
+        available_bytes: s.blocks_available() * frsize,
+        used_bytes: total_bytes.saturating_sub(free_bytes),
+        total_inodes: s.files(),
+        free_inodes: s.files_free(),
+        used_inodes: s.files().saturating_sub(s.files_free()),
+    })
+}
+
+fn ensure_dir(parent: &OwnedFd, name: &str, mode: u32) -> Result<()> {
+    match mkdirat(parent, name, Mode::from_bits_truncate(mode)) {
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(Error::errno(format!("mkdir {name}"), e)),
+    }
+}
+
+/// Renames `last` to `archived-<last>`, or `archived-<last>-<secs>` when that name is taken, never
+/// replacing an earlier archive.
+fn archive(parent: &OwnedFd, last: &str) -> nix::Result<()> {
+    let first = format!("archived-{last}");
+    let rename = |to: &str| renameat2(parent, last, parent, to, RenameFlags::RENAME_NOREPLACE);
+    match rename(&first) {
+        Err(Errno::EEXIST) => rename(&format!("{first}-{}", unix_secs())),
+        Err(Errno::ENOENT) => Ok(()),
+        other => other,
+    }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}

@@ -1,0 +1,250 @@
+//! StorageClass parameters: parsed and checked at the edge into typed values, then combined with
+//! the driver's defaults into everything CreateVolume needs.
+
+use super::template::{Metadata, Template};
+use super::{OnDelete, ShareSpec, SubDir, check_mount_option, path::shorten};
+use crate::error::{Error, Result};
+
+/// Parameters of a StorageClass (or of a test's CreateVolume call), typed and validated.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params {
+    /// `server`: NFS server; absent for a pre-mounted share.
+    pub server: Option<String>,
+    /// `share`: export path on the server, or a pre-mounted absolute path.
+    pub share: Option<String>,
+    /// `subDir`: template for the volume's directory; default is the volume name.
+    pub sub_dir: Option<Template>,
+    /// `onDelete`: what DeleteVolume does with the directory.
+    pub on_delete: Option<OnDelete>,
+    /// `mountPermissions`: mode of the new directory.
+    pub mount_permissions: Option<u32>,
+    /// `mountOptions`: options for mounting the export.
+    pub mount_options: Vec<String>,
+    /// Claim metadata passed by the provisioner, for templates.
+    pub metadata: Metadata,
+}
+
+/// Driver-wide defaults that apply when a StorageClass is silent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Defaults {
+    /// Pre-mounted share used when neither `server` nor `share` is given.
+    pub share: Option<String>,
+    /// `--default-ondelete-policy`
+    pub on_delete: OnDelete,
+    /// `--mount-permissions`
+    pub mount_permissions: u32,
+}
+
+/// Everything CreateVolume needs to make a volume's directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateParams {
+    /// Where the directory goes.
+    pub share: ShareSpec,
+    /// The directory below the share root.
+    pub sub_dir: SubDir,
+    /// Policy recorded in the id for DeleteVolume.
+    pub on_delete: OnDelete,
+    /// Mode of the new directory.
+    pub mode: u32,
+}
+
+impl Params {
+    /// Parses a parameter map. Keys are case-insensitive; unknown keys are refused, except the
+    /// `csi.storage.k8s.io/` keys the Kubernetes provisioner adds.
+    pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self> {
+        let mut p = Params::default();
+        for (key, value) in pairs {
+            match key.to_ascii_lowercase().as_str() {
+                "server" => p.server = non_empty(value),
+                "share" => p.share = non_empty(value),
+                "subdir" => p.sub_dir = Some(Template::parse(value)?),
+                "ondelete" => p.on_delete = Some(value.parse()?),
+                "mountpermissions" => p.mount_permissions = Some(parse_mode(value)?),
+                "mountoptions" => p.mount_options = split_options(value)?,
+                "csi.storage.k8s.io/pvc/name" => p.metadata.pvc_name = non_empty(value),
+                "csi.storage.k8s.io/pvc/namespace" => p.metadata.pvc_namespace = non_empty(value),
+                "csi.storage.k8s.io/pv/name" => p.metadata.pv_name = non_empty(value),
+                k if k.starts_with("csi.storage.k8s.io/") => {}
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "unknown parameter {:?}; known: server, share, subDir, onDelete, \
+                         mountPermissions, mountOptions",
+                        shorten(key)
+                    )));
+                }
+            }
+        }
+        if p.server.is_some() && p.share.is_none() {
+            return Err(Error::invalid(
+                "parameter server needs share (the export path)",
+            ));
+        }
+        Ok(p)
+    }
+
+    /// Combines the parameters with the volume `name`, extra mount flags (the StorageClass's
+    /// mountOptions as they arrive in the volume capabilities) and the driver's defaults.
+    pub fn resolve(
+        &self,
+        name: &str,
+        mount_flags: &[String],
+        defaults: &Defaults,
+    ) -> Result<CreateParams> {
+        let share = self.share_spec(mount_flags, defaults)?;
+        let mut metadata = self.metadata.clone();
+        metadata.pv_name.get_or_insert_with(|| name.to_owned());
+        let sub_dir = match &self.sub_dir {
+            Some(t) => t.expand(&metadata)?,
+            None => SubDir::parse(name).and_then(|d| match d.components().count() {
+                1 => Ok(d),
+                _ => Err(Error::invalid("volume name must not contain '/'")),
+            })?,
+        };
+        Ok(CreateParams {
+            share,
+            sub_dir,
+            on_delete: self.on_delete.unwrap_or(defaults.on_delete),
+            mode: self.mount_permissions.unwrap_or(defaults.mount_permissions),
+        })
+    }
+}
+
+impl Params {
+    /// The share these parameters name, with `mount_flags` merged into its mount options, or the
+    /// default share when they name none.
+    pub fn share_spec(&self, mount_flags: &[String], defaults: &Defaults) -> Result<ShareSpec> {
+        let mut options = self.mount_options.clone();
+        for flag in mount_flags {
+            for opt in split_options(flag)? {
+                if !options.contains(&opt) {
+                    options.push(opt);
+                }
+            }
+        }
+        match (&self.server, &self.share, &defaults.share) {
+            (Some(server), Some(path), _) => ShareSpec::new(Some(server), path, options),
+            (None, Some(path), _) | (None, None, Some(path)) => {
+                ShareSpec::new(None, path, Vec::new())
+            }
+            _ => Err(Error::invalid(
+                "no share: set the StorageClass parameters server and share (an NFS export) or \
+                 share (a pre-mounted path), or start the driver with --default-share",
+            )),
+        }
+    }
+}
+
+fn non_empty(v: &str) -> Option<String> {
+    let v = v.trim();
+    (!v.is_empty()).then(|| v.to_owned())
+}
+
+/// Parses an octal mode such as `0777` or `2775`. `0` means "the usual 0755".
+pub fn parse_mode(v: &str) -> Result<u32> {
+    let mode = u32::from_str_radix(v.trim(), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "mountPermissions {:?}: expected octal like 0777",
+                shorten(v)
+            ))
+        })?;
+    Ok(if mode == 0 { 0o755 } else { mode })
+}
+
+fn split_options(v: &str) -> Result<Vec<String>> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| check_mount_option(o).map(|()| o.to_owned()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Defaults {
+        Defaults {
+            share: Some("/srv/default".into()),
+            on_delete: OnDelete::Delete,
+            mount_permissions: 0o777,
+        }
+    }
+
+    #[test]
+    fn parses_case_insensitive_keys() {
+        let p = Params::parse([
+            ("Server", "nfs.local"),
+            ("SHARE", "/exports"),
+            ("subdir", "${pvc.metadata.namespace}/${pvc.metadata.name}"),
+            ("onDelete", "archive"),
+            ("mountPermissions", "0750"),
+            ("mountOptions", "nfsvers=4.1, hard"),
+            ("csi.storage.k8s.io/pvc/name", "data-0"),
+            ("csi.storage.k8s.io/pvc/namespace", "ns"),
+            ("csi.storage.k8s.io/provisioner-secret-name", "ignored"),
+        ])
+        .unwrap();
+        let c = p
+            .resolve("pvc-1", &["noatime".into()], &defaults())
+            .unwrap();
+        assert_eq!(c.share.server.as_deref(), Some("nfs.local"));
+        assert_eq!(
+            c.share.mount_options,
+            vec!["nfsvers=4.1", "hard", "noatime"]
+        );
+        assert_eq!(c.sub_dir.as_str(), "ns/data-0");
+        assert_eq!(c.on_delete, OnDelete::Archive);
+        assert_eq!(c.mode, 0o750);
+    }
+
+    #[test]
+    fn falls_back_to_defaults() {
+        let c = Params::parse([])
+            .unwrap()
+            .resolve("pvc-9", &[], &defaults())
+            .unwrap();
+        assert_eq!(c.share.path, "/srv/default");
+        assert!(!c.share.is_nfs());
+        assert_eq!(c.sub_dir.as_str(), "pvc-9");
+        assert_eq!((c.on_delete, c.mode), (OnDelete::Delete, 0o777));
+        let none = Defaults {
+            share: None,
+            ..defaults()
+        };
+        assert!(
+            Params::parse([])
+                .unwrap()
+                .resolve("pvc-9", &[], &none)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn refuses_bad_parameters() {
+        for (k, v) in [
+            ("color", "blue"),
+            ("mountPermissions", "rwx"),
+            ("mountPermissions", "99999"),
+            ("onDelete", "shred"),
+            ("subDir", "../x"),
+            ("mountOptions", "a b"),
+        ] {
+            assert!(Params::parse([(k, v)]).is_err(), "{k}={v}");
+        }
+        assert!(
+            Params::parse([("server", "x")]).is_err(),
+            "server without share"
+        );
+        let p = Params::parse([]).unwrap();
+        for bad_name in ["../x", "a/b", "", ".."] {
+            assert!(
+                p.resolve(bad_name, &[], &defaults()).is_err(),
+                "{bad_name:?}"
+            );
+        }
+        assert_eq!(parse_mode("0").unwrap(), 0o755);
+    }
+}
