@@ -14,6 +14,8 @@ PASS/FAIL line:
   * the chart's default render equals the plain manifests object by object;
   * `kustomize build deploy/` equals the plain manifests;
   * the examples' storageClassName values exist in deploy/;
+  * when a built binary exists (target/{release,debug}/nfs-subdir-csi or
+    $NFS_SUBDIR_CSI_BIN), every flag the manifests pass to it is one it has;
   * self-tests proving a misspelled field, a chart/plain drift and a broken
     policy are each caught.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import re
 import shutil
 import subprocess
@@ -690,6 +693,52 @@ def redis_rules(root: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------
+# The driver's command line
+
+
+def find_driver_binary(root: Path) -> Path | None:
+    """$NFS_SUBDIR_CSI_BIN, else the newest of target/{release,debug}/nfs-subdir-csi."""
+    env = os.environ.get("NFS_SUBDIR_CSI_BIN")
+    if env:
+        return Path(env)
+    found = [p for p in (root / "target" / "release" / "nfs-subdir-csi",
+                         root / "target" / "debug" / "nfs-subdir-csi") if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def cli_flag_problems(binary: Path, objs: list[dict]) -> tuple[list[str], int]:
+    """Every subcommand and --flag the manifests pass to the driver must exist in its --help."""
+    rc, top, err = run([str(binary), "--help"])
+    if rc != 0:
+        return [f"`{binary} --help` exited {rc}: {err.strip()}"], 0
+    problems: list[str] = []
+    known: dict[str, set[str]] = {}
+    n = 0
+    for o in objs:
+        ps = pod_spec(o)
+        c = driver_container(ps) if ps else None
+        if c is None:
+            continue
+        argv = [str(a) for a in (c.get("command") or [])[1:] + (c.get("args") or [])]
+        sub = argv[0] if argv else ""
+        if sub not in known:
+            rc, out, err = run([str(binary), sub, "--help"])
+            if rc != 0:
+                problems.append(f"{ident(o)}: subcommand {sub!r}: `--help` exited {rc}: {err.strip()}")
+                known[sub] = set()
+                continue
+            known[sub] = set(re.findall(r"(?m)^\s+(?:-\w, )?(--[a-z0-9][a-z0-9-]*)", out))
+        for a in argv[1:]:
+            if a.startswith("--"):
+                n += 1
+                flag = a.split("=", 1)[0]
+                if flag not in known[sub]:
+                    problems.append(f"{ident(o)}: `{sub} {flag}` is not a flag of the binary "
+                                    f"(known: {' '.join(sorted(known[sub]))})")
+    return problems, n
+
+
+# --------------------------------------------------------------------------
 # Tools
 
 
@@ -753,6 +802,8 @@ def main() -> int:
             plain += docs
 
     sc_names: set[str] = set()
+    rendered: list[dict] | None = None
+    custom_objs: list[dict] | None = None
     # ---- 2. API-server rules and pinned images, on everything
     with guard(rep, 'API-server rules and pinned images, on everything'):
         rep.section("API-server rules the schema does not cover; pinned images")
@@ -812,7 +863,6 @@ def main() -> int:
     # ---- 6. Helm chart
     with guard(rep, 'Helm chart'):
         rep.section("Helm chart deploy/helm/nfs-subdir-csi")
-        rendered: list[dict] | None = None
         if not args.helm:
             rep.fail("helm available", "no helm binary given (validate.sh installs one)")
         else:
@@ -860,6 +910,7 @@ def main() -> int:
                       "--set", "storageClasses[1].parameters.share=/srv/k8s",
                       "--set", "storageClasses[1].mountOptions={nfsvers=3}"]
             objs, err = helm_template(args.helm, chart, custom)
+            custom_objs = objs
             if objs is None:
                 rep.fail("helm template (non-default values)", err)
             else:
@@ -878,7 +929,27 @@ def main() -> int:
                 rep.check("helm template (non-default values: namespace, driver name, flags, kubeletDir, "
                           "affinity, classes)", problems, f"{len(objs)} objects")
 
-    # ---- 7. self-tests: the checks above can fail
+    # ---- 7. the driver binary accepts the flags the manifests give it
+    with guard(rep, 'driver command line'):
+        rep.section("driver command line (flags in the manifests vs the built binary)")
+        binary = find_driver_binary(root)
+        if binary is None:
+            print("SKIP no built nfs-subdir-csi binary (cargo build, or set NFS_SUBDIR_CSI_BIN)")
+        else:
+            shown = binary.relative_to(root) if binary.is_relative_to(root) else binary
+            objs = plain + (rendered or []) + (custom_objs or [])
+            problems, n = cli_flag_problems(binary, objs)
+            rep.check(f"every driver flag in deploy/ and the chart exists in `{shown} serve --help`",
+                      problems, f"{n} flag uses checked")
+            bad = copy.deepcopy(find(plain, "DaemonSet"))
+            for o in bad:
+                driver_container(pod_spec(o))["args"].append("--node-id=typo")
+            q, _ = cli_flag_problems(binary, bad)
+            rep.check("self-test: a flag the binary lacks (--node-id) is caught",
+                      [] if any("--node-id" in x for x in q) else ["--node-id was accepted"],
+                      q[0] if q else "")
+
+    # ---- 8. self-tests: the checks above can fail
     with guard(rep, 'self-tests: the checks above can fail'):
         rep.section("self-tests (the validator must reject broken input)")
         with tempfile.TemporaryDirectory(prefix="nfs-subdir-csi-manifests-") as tmp:

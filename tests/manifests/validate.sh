@@ -16,8 +16,12 @@
 # per check and ends with `manifests: N passed, M failed`. Exits non-zero on
 # any failure.
 #
+# Run it after `cargo build` to also check the manifests' driver flags against
+# the binary's --help (target/{release,debug}/nfs-subdir-csi; skipped if absent).
+#
 # Overrides: PYTHON (interpreter for the venv), HELM (a helm binary to use
-# instead of building one), KUSTOMIZE (a kustomize command, or "none").
+# instead of building one), KUSTOMIZE (a kustomize command, or "none"),
+# NFS_SUBDIR_CSI_BIN (the driver binary to check flags against).
 set -euo pipefail
 
 KUBERNETES_VALIDATE_VERSION=1.37.0
