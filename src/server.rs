@@ -18,6 +18,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long calls in flight may still run after SIGTERM.
+const GRACE: Duration = Duration::from_secs(3);
+
 /// Where the server listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -107,18 +110,35 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         default_share = ?default_share.as_ref().map(|s| &s.path), version = env!("CARGO_PKG_VERSION"),
         "serving"
     );
+    // On a signal the server stops accepting and lets calls in flight finish; clients that keep
+    // idle connections open (kubelet does) get at most GRACE before the process exits anyway.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signalled = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    let mut stop_rx2 = stop_rx.clone();
+    let grace = async move {
+        let _ = stop_rx2.wait_for(|s| *s).await;
+        tokio::time::sleep(GRACE).await;
+    };
     let result = match endpoint {
         Endpoint::Unix(path) => {
             let listener = bind_unix(&path)?;
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-            let served = router
-                .serve_with_incoming_shutdown(incoming, shutdown_signal())
-                .await;
+            let served = tokio::select! {
+                r = router.serve_with_incoming_shutdown(incoming, signalled) => r,
+                () = grace => Ok(()),
+            };
             let _ = std::fs::remove_file(&path);
             served
         }
-        Endpoint::Tcp(addr) => router.serve_with_shutdown(addr, shutdown_signal()).await,
+        Endpoint::Tcp(addr) => tokio::select! {
+            r = router.serve_with_shutdown(addr, signalled) => r,
+            () = grace => Ok(()),
+        },
     };
+    drop(stop_rx);
     result.map_err(|e| Error::Unavailable(format!("gRPC server: {e}")))?;
     tracing::info!("stopped");
     Ok(())

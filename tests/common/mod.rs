@@ -1,0 +1,181 @@
+//! Shared fixtures of the integration tests: a real driver process on a real Unix socket over a
+//! temporary local share, and small builders for CSI requests.
+
+#![allow(dead_code)]
+
+use nfs_subdir_csi::csi::pb::{
+    self,
+    controller_client::ControllerClient,
+    identity_client::IdentityClient,
+    node_client::NodeClient,
+    volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode},
+};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// A running `nfs-subdir-csi serve` with its own temp dir, killed on drop.
+pub struct Driver {
+    pub dir: tempfile::TempDir,
+    pub child: Child,
+    pub channel: Channel,
+}
+
+impl Driver {
+    /// Starts the driver with a default share at `<tmp>/share` and waits until Probe answers.
+    pub async fn start(extra: &[&str]) -> Driver {
+        let dir = tempfile::Builder::new()
+            .prefix("nsc-it-")
+            .tempdir()
+            .expect("tempdir");
+        Self::start_in(dir, extra).await
+    }
+
+    /// Starts the driver in an existing temp dir (to test restarts).
+    pub async fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Driver {
+        let socket = dir.path().join("csi.sock");
+        let log = std::fs::File::create(dir.path().join("driver.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_nfs-subdir-csi"))
+            .arg("serve")
+            .arg(format!("--endpoint=unix://{}", socket.display()))
+            .arg(format!(
+                "--default-share={}",
+                dir.path().join("share").display()
+            ))
+            .arg(format!(
+                "--working-mount-dir={}",
+                dir.path().join("work").display()
+            ))
+            .arg("--nodeid=test-node")
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start driver");
+        let channel = connect(&socket).await;
+        Driver {
+            dir,
+            child,
+            channel,
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("csi.sock")
+    }
+    pub fn share(&self) -> PathBuf {
+        self.dir.path().join("share")
+    }
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("driver.log")).unwrap_or_default()
+    }
+    pub fn controller(&self) -> ControllerClient<Channel> {
+        ControllerClient::new(self.channel.clone())
+    }
+    pub fn node(&self) -> NodeClient<Channel> {
+        NodeClient::new(self.channel.clone())
+    }
+    pub fn identity(&self) -> IdentityClient<Channel> {
+        IdentityClient::new(self.channel.clone())
+    }
+
+    /// Stops the driver with SIGTERM and returns its temp dir.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        terminate(&mut self.child);
+        let dir = tempfile::Builder::new().tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends SIGTERM and waits for the exit.
+pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    child.wait().expect("wait for driver")
+}
+
+/// Connects to a Unix socket, retrying until the server answers Probe (at most 20 s).
+pub async fn connect(socket: &Path) -> Channel {
+    let started = Instant::now();
+    loop {
+        if socket.exists() {
+            let endpoint =
+                tonic::transport::Endpoint::try_from(format!("unix://{}", socket.display()))
+                    .unwrap();
+            if let Ok(ch) = endpoint.connect().await {
+                if IdentityClient::new(ch.clone())
+                    .probe(pb::ProbeRequest {})
+                    .await
+                    .is_ok()
+                {
+                    return ch;
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "driver did not come up on {}",
+            socket.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A mount capability with `mode`.
+pub fn cap(mode: Mode) -> pb::VolumeCapability {
+    pb::VolumeCapability {
+        access_mode: Some(AccessMode { mode: mode as i32 }),
+        access_type: Some(AccessType::Mount(MountVolume::default())),
+    }
+}
+
+/// A CreateVolume request for `name` with `bytes` and string parameters.
+pub fn create_req(name: &str, bytes: i64, params: &[(&str, &str)]) -> pb::CreateVolumeRequest {
+    pb::CreateVolumeRequest {
+        name: name.to_owned(),
+        capacity_range: Some(pb::CapacityRange {
+            required_bytes: bytes,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![cap(Mode::MultiNodeMultiWriter)],
+        parameters: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Waits until `cond` holds (at most 10 s); returns whether it did.
+pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
+}
+
+/// Names in a directory, sorted.
+pub fn ls(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
