@@ -177,7 +177,7 @@ impl Controller {
                 root.delete_volume(&sub, policy, create_state)
             })
             .await?;
-        tracing::info!(volume.id = %raw_id, policy = %id.on_delete, "volume deleted");
+        tracing::info!(policy = %id.on_delete, "volume deleted");
         if let Some(entry) = trashed {
             purge_in_background(entry);
         }

@@ -108,7 +108,7 @@ async fn bad_input_is_refused_and_touches_nothing() {
         "a refused request left something behind"
     );
     assert!(
-        ls(&d.share().parent().unwrap())
+        ls(d.share().parent().unwrap())
             .iter()
             .all(|n| n != "escape" && n != "pvc-x")
     );

@@ -89,6 +89,14 @@ impl Driver {
     }
 }
 
+impl Driver {
+    /// Stops the driver with SIGTERM (a connected client holds it for the grace period at most)
+    /// and returns how it exited.
+    pub fn shutdown(mut self) -> std::process::ExitStatus {
+        terminate(&mut self.child)
+    }
+}
+
 impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
