@@ -215,6 +215,19 @@ impl Controller {
         ))
     }
 
+    /// Records a larger capacity for a volume (nothing to resize on a directory) and returns the
+    /// capacity now recorded.
+    pub async fn expand(&self, raw_id: &str, capacity: u64, deadline: Duration) -> Result<u64> {
+        let id = VolumeId::parse(raw_id)?;
+        let guard = Arc::new(self.locks.try_lock(lock_key(&id.share, &id.sub_dir))?);
+        let sub = id.sub_dir.clone();
+        self.on_share(&id.share, &format!("expand {sub}"), deadline, move |root| {
+            let _held = guard.clone();
+            root.expand(&sub, capacity)
+        })
+        .await
+    }
+
     /// Lists volumes on every known share, `max` at a time (0: all), after `token`.
     pub async fn list(&self, token: &str, max: usize, deadline: Duration) -> Result<Page> {
         let after = decode_token(token)?;

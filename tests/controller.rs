@@ -495,3 +495,62 @@ async fn a_restart_finishes_deletes_left_in_the_trash() {
     );
     assert!(d.share().join("pvc-first").is_dir());
 }
+
+#[tokio::test]
+async fn expansion_records_the_larger_size() {
+    let d = Driver::start(&[]).await;
+    let mut c = d.controller();
+    let v = c
+        .create_volume(create_req("pvc-grow", GIB, &[]))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    let expand = |bytes: i64| pb::ControllerExpandVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        capacity_range: Some(pb::CapacityRange {
+            required_bytes: bytes,
+            limit_bytes: 0,
+        }),
+        ..Default::default()
+    };
+    let grown = c
+        .controller_expand_volume(expand(3 * GIB))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (grown.capacity_bytes, grown.node_expansion_required),
+        (3 * GIB, false)
+    );
+    let smaller = c
+        .controller_expand_volume(expand(GIB))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        smaller.capacity_bytes,
+        3 * GIB,
+        "a shrink request keeps the larger size"
+    );
+    let got = c
+        .controller_get_volume(pb::ControllerGetVolumeRequest {
+            volume_id: v.volume_id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.into_inner().volume.unwrap().capacity_bytes, 3 * GIB);
+    let err = c
+        .controller_expand_volume(pb::ControllerExpandVolumeRequest {
+            volume_id: "no-such-volume".into(),
+            capacity_range: Some(pb::CapacityRange {
+                required_bytes: GIB,
+                limit_bytes: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}

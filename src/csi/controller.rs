@@ -1,5 +1,6 @@
 //! Controller service adapter: checks CSI requests, calls [`crate::controller::Controller`], and
-//! builds CSI responses. Snapshots, publishing, expansion and modification are not offered.
+//! builds CSI responses. Expansion only records the new size (a
+//! directory has no size to change); snapshots, publishing and modification are not offered.
 
 use super::pb::{
     self, controller_server::Controller as CsiController, controller_service_capability as csc,
@@ -196,6 +197,7 @@ impl CsiController for ControllerService {
             Type::GetCapacity,
             Type::GetVolume,
             Type::VolumeCondition,
+            Type::ExpandVolume,
             Type::SingleNodeMultiWriter,
         ]
         .into_iter()
@@ -268,11 +270,28 @@ impl CsiController for ControllerService {
     ) -> Result<Response<pb::GetSnapshotResponse>, Status> {
         unimplemented("GetSnapshot")
     }
+    #[instrument(skip_all, fields(volume.id = %req.get_ref().volume_id))]
     async fn controller_expand_volume(
         &self,
-        _: Request<pb::ControllerExpandVolumeRequest>,
+        req: Request<pb::ControllerExpandVolumeRequest>,
     ) -> Result<Response<pb::ControllerExpandVolumeResponse>, Status> {
-        unimplemented("ControllerExpandVolume")
+        let limit = deadline(&req, self.timeout);
+        let r = req.get_ref();
+        if r.volume_id.is_empty() {
+            return Err(Error::invalid("volume id is missing").into());
+        }
+        if r.capacity_range.is_none() {
+            return Err(Error::invalid("capacity range is missing").into());
+        }
+        if let Some(cap) = &r.volume_capability {
+            caps::check(cap)?;
+        }
+        let wanted = capacity(r.capacity_range.as_ref())?;
+        let recorded = self.inner.expand(&r.volume_id, wanted, limit).await?;
+        Ok(Response::new(pb::ControllerExpandVolumeResponse {
+            capacity_bytes: i64::try_from(recorded).unwrap_or(i64::MAX),
+            node_expansion_required: false,
+        }))
     }
     async fn controller_modify_volume(
         &self,

@@ -218,6 +218,33 @@ impl ShareRoot {
         open_volume_dir(&self.fd, sub)
     }
 
+    /// Records a new capacity for the volume `sub` (expansion). Only growth is recorded; the
+    /// recorded (never smaller) capacity is returned. A volume with neither directory nor record
+    /// is [`Error::NotFound`].
+    pub fn expand(&self, sub: &SubDir, capacity: u64) -> Result<u64> {
+        let state = self.state(false)?;
+        let key = record::key(sub);
+        let old = match &state {
+            Some(st) => {
+                record::read(&st.records, &key).map_err(|e| Error::errno("read record", e))?
+            }
+            None => None,
+        };
+        let (Some(state), Some(old)) = (state, old) else {
+            return Err(Error::NotFound(format!(
+                "no volume {sub} on {}",
+                self.path.display()
+            )));
+        };
+        if capacity <= old.capacity {
+            return Ok(old.capacity);
+        }
+        let grown = Record { capacity, ..old };
+        record::write(&state.records, &key, &grown)
+            .map_err(|e| Error::errno(format!("record {sub}"), e))?;
+        Ok(capacity)
+    }
+
     /// The record of the volume `sub`, if any.
     pub fn record(&self, sub: &SubDir) -> Result<Option<Record>> {
         let Some(state) = self.state(false)? else {

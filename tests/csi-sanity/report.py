@@ -12,7 +12,7 @@ UNADVERTISED = re.compile(
     r"NodeGetVolumeHealth|NodeGetStorageHealth|ControllerListVolumeHealth|ControllerGetVolumeHealth|"
     r"Snapshot|Volume Cloning|Modify [Vv]olume|ControllerModifyVolume|ControllerPublishVolume|"
     r"ControllerUnpublishVolume|Controller Publish, UnpublishVolume|CreateSnapshot|ListSnapshots|"
-    r"DeleteSnapshot|GetSnapshot|ControllerExpandVolume) not supported$"
+    r"DeleteSnapshot|GetSnapshot) not supported$"
 )
 
 
