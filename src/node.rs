@@ -158,15 +158,12 @@ impl Node {
         path: &Path,
         deadline: Duration,
     ) -> Result<(FsStats, Option<String>)> {
-        let path = path.to_owned();
-        if !path.is_absolute() || std::fs::symlink_metadata(&path).is_err() {
-            return Err(Error::NotFound(format!(
-                "volume path {} does not exist",
-                path.display()
-            )));
-        }
-        let p = path.clone();
+        let p = path.to_owned();
+        // Even the existence check runs off the runtime: on a dead server it may hang.
         let measured = blocking::run("statvfs", deadline, move || {
+            if !p.is_absolute() || std::fs::symlink_metadata(&p).is_err() {
+                return Err(Error::NotFound(format!("volume path {} does not exist", p.display())));
+            }
             let fd = crate::share::fs::open_root(&p)?;
             statvfs_fd(&fd).map_err(|e| Error::errno(format!("statvfs {}", p.display()), e))
         })
