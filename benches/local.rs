@@ -1,0 +1,216 @@
+//! Benchmark on a local share (no NFS): process start to first Probe, Probe vs CreateVolume /
+//! DeleteVolume latency on the same socket, 64-way concurrency, idle memory and memory growth
+//! over 10,000 volumes. Prints medians and ratios; asserts nothing about time (machines are noisy).
+//! Run: `cargo bench --bench local` (`NSC_BENCH_VOLUMES` changes the 10,000).
+
+use nfs_subdir_csi::csi::pb::{
+    self,
+    controller_client::ControllerClient,
+    identity_client::IdentityClient,
+    volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode},
+};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::{Channel, Endpoint};
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    v[((v.len() - 1) as f64 * p) as usize]
+}
+
+fn req(name: String) -> pb::CreateVolumeRequest {
+    pb::CreateVolumeRequest {
+        name,
+        capacity_range: Some(pb::CapacityRange {
+            required_bytes: 100 << 20,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![pb::VolumeCapability {
+            access_mode: Some(AccessMode {
+                mode: Mode::MultiNodeMultiWriter as i32,
+            }),
+            access_type: Some(AccessType::Mount(MountVolume::default())),
+        }],
+        ..Default::default()
+    }
+}
+
+struct Running {
+    child: Child,
+    channel: Channel,
+    started_to_probe: Duration,
+}
+
+async fn start(dir: &std::path::Path) -> Running {
+    let sock = dir.join("csi.sock");
+    let _ = std::fs::remove_file(&sock);
+    let t0 = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nfs-subdir-csi"))
+        .args(["serve", &format!("--endpoint=unix://{}", sock.display())])
+        .arg(format!("--default-share={}", dir.join("share").display()))
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start driver");
+    loop {
+        if let Ok(ep) = Endpoint::try_from(format!("unix://{}", sock.display())) {
+            if let Ok(ch) = ep.connect().await {
+                if IdentityClient::new(ch.clone())
+                    .probe(pb::ProbeRequest {})
+                    .await
+                    .is_ok()
+                {
+                    return Running {
+                        child,
+                        channel: ch,
+                        started_to_probe: t0.elapsed(),
+                    };
+                }
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "driver did not start"
+        );
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+fn stop(mut r: Running) {
+    let _ = r.child.kill();
+    let _ = r.child.wait();
+}
+
+#[tokio::main]
+async fn main() {
+    let volumes: usize = std::env::var("NSC_BENCH_VOLUMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let dir = tempfile::tempdir().unwrap();
+    println!("binary: {}", env!("CARGO_BIN_EXE_nfs-subdir-csi"));
+    if let Ok(meta) = std::fs::metadata("target/release/nfs-subdir-csi") {
+        println!("release binary size: {:.2} MB", meta.len() as f64 / 1e6);
+    }
+
+    let mut starts = Vec::new();
+    for _ in 0..7 {
+        let r = start(dir.path()).await;
+        starts.push(r.started_to_probe);
+        stop(r);
+    }
+    println!(
+        "process start -> first Probe answer: median {:?} (7 runs)",
+        median(starts)
+    );
+
+    let r = start(dir.path()).await;
+    let pid = r.child.id();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle = rss_kib(pid);
+    println!("idle RSS: {:.1} MB", idle as f64 / 1024.0);
+
+    let mut id = IdentityClient::new(r.channel.clone());
+    let mut ctl = ControllerClient::new(r.channel.clone());
+    for _ in 0..200 {
+        id.probe(pb::ProbeRequest {}).await.unwrap();
+    }
+    let (mut probe, mut create, mut delete) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..2000 {
+        let t = Instant::now();
+        id.probe(pb::ProbeRequest {}).await.unwrap();
+        probe.push(t.elapsed());
+        let t = Instant::now();
+        let v = ctl
+            .create_volume(req(format!("pvc-lat-{i}")))
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap();
+        create.push(t.elapsed());
+        let t = Instant::now();
+        ctl.delete_volume(pb::DeleteVolumeRequest {
+            volume_id: v.volume_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        delete.push(t.elapsed());
+    }
+    let (p, c, d) = (
+        median(probe.clone()),
+        median(create.clone()),
+        median(delete.clone()),
+    );
+    println!("Probe p50 {p:?} p99 {:?}", pct(probe, 0.99));
+    println!(
+        "CreateVolume p50 {c:?} p99 {:?}  ({:.2}x Probe)",
+        pct(create, 0.99),
+        c.as_secs_f64() / p.as_secs_f64()
+    );
+    println!(
+        "DeleteVolume p50 {d:?} p99 {:?}  ({:.2}x Probe)",
+        pct(delete, 0.99),
+        d.as_secs_f64() / p.as_secs_f64()
+    );
+
+    let n = 512;
+    let t = Instant::now();
+    for i in 0..n {
+        ctl.create_volume(req(format!("pvc-seq-{i}")))
+            .await
+            .unwrap();
+    }
+    let seq = n as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..64 {
+        let mut c = ControllerClient::new(r.channel.clone());
+        tasks.spawn(async move {
+            for i in 0..n / 64 {
+                c.create_volume(req(format!("pvc-par-{w}-{i}")))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let par = n as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "CreateVolume throughput: sequential {seq:.0}/s, 64 concurrent {par:.0}/s ({:.2}x)",
+        par / seq
+    );
+
+    let before = rss_kib(pid);
+    let t = Instant::now();
+    for i in 0..volumes {
+        ctl.create_volume(req(format!("pvc-mem-{i}")))
+            .await
+            .unwrap();
+    }
+    let after = rss_kib(pid);
+    println!(
+        "{volumes} volumes in {:.1}s: RSS {:.1} MB -> {:.1} MB (growth {:.2} MiB)",
+        t.elapsed().as_secs_f64(),
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        (after as f64 - before as f64) / 1024.0
+    );
+    stop(r);
+}
