@@ -56,6 +56,8 @@ struct Running {
     started_to_probe: Duration,
 }
 
+// The child is handed to the caller inside `Running` and reaped by `stop`.
+#[allow(clippy::zombie_processes)]
 async fn start(dir: &std::path::Path) -> Running {
     let sock = dir.join("csi.sock");
     let _ = std::fs::remove_file(&sock);
