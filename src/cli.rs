@@ -30,6 +30,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve the CSI gRPC API (Identity plus Controller and/or Node).
     Serve(ServeArgs),
+    /// Provision claims straight from the Kubernetes API (kube-rs; no CSI sidecars).
+    Provisioner(ProvisionerArgs),
 }
 
 /// Which CSI services to serve.
@@ -78,4 +80,59 @@ pub struct ServeArgs {
     /// Longest time, in seconds, any one CSI call may take (a caller's shorter deadline wins).
     #[arg(long, env = "OPERATION_TIMEOUT", default_value_t = 30)]
     pub operation_timeout: u64,
+}
+
+/// Flags of `provisioner`. The volume flags mean what they mean for `serve`; the NFS and leader
+/// election flags follow nfs-subdir-external-provisioner and client-go.
+#[derive(Debug, Args)]
+pub struct ProvisionerArgs {
+    /// The provisioner name StorageClasses give; also written to each PV's
+    /// `pv.kubernetes.io/provisioned-by`. Set it to an old provisioner's name to take its classes over.
+    #[arg(long, env = "PROVISIONER_NAME", default_value = "nfs-subdir.csi.rs")]
+    pub provisioner_name: String,
+    /// CSI driver named by PVs with a CSI source (volumeSource csi).
+    #[arg(long, env = "DRIVER_NAME", default_value = "nfs-subdir.csi.rs")]
+    pub drivername: String,
+    /// A directory used as the share when a StorageClass names none (created if missing).
+    #[arg(long, env = "DEFAULT_SHARE")]
+    pub default_share: Option<PathBuf>,
+    /// NFS server that exports the default share, for PVs with the in-tree `nfs:` source.
+    #[arg(long, env = "NFS_SERVER", requires = "nfs_path")]
+    pub nfs_server: Option<String>,
+    /// Export path of the default share on --nfs-server.
+    #[arg(long, env = "NFS_PATH", requires = "nfs_server")]
+    pub nfs_path: Option<String>,
+    /// Where to keep NFS working mounts of classes that name a server.
+    #[arg(long, env = "WORKING_MOUNT_DIR", default_value = "/tmp/nfs-subdir-csi")]
+    pub working_mount_dir: PathBuf,
+    /// What happens to the directory when a StorageClass does not say: delete, retain or archive.
+    #[arg(long, env = "DEFAULT_ONDELETE_POLICY", default_value = "delete")]
+    pub default_ondelete_policy: OnDelete,
+    /// Mode of new volume directories, octal.
+    #[arg(long, env = "MOUNT_PERMISSIONS", default_value = "0777")]
+    pub mount_permissions: String,
+    /// Longest time, in seconds, one directory operation may take.
+    #[arg(long, env = "OPERATION_TIMEOUT", default_value_t = 30)]
+    pub operation_timeout: u64,
+    /// Take part in leader election (a Lease), so that only one replica acts at a time.
+    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub leader_election_namespace: String,
+    /// Name of the Lease (default: derived from the provisioner name).
+    #[arg(long, env = "LEADER_ELECTION_NAME")]
+    pub leader_election_name: Option<String>,
+    /// This replica's identity in the Lease (default: host name plus a random suffix).
+    #[arg(long, env = "LEADER_ELECTION_IDENTITY")]
+    pub leader_election_identity: Option<String>,
+    /// Seconds a leader's Lease stays valid without renewal.
+    #[arg(long, default_value_t = 15)]
+    pub leader_election_lease_duration: u64,
+    /// Seconds a leader keeps trying to renew before it gives up and exits.
+    #[arg(long, default_value_t = 10)]
+    pub leader_election_renew_deadline: u64,
+    /// Seconds between attempts to acquire or renew.
+    #[arg(long, default_value_t = 2)]
+    pub leader_election_retry_period: u64,
 }

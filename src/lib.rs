@@ -16,6 +16,7 @@ pub mod error;
 pub mod guard;
 pub mod mount;
 pub mod node;
+pub mod provisioner;
 pub mod server;
 pub mod share;
 pub mod volume;

@@ -12,16 +12,47 @@ pub struct Params {
     pub server: Option<String>,
     /// `share`: export path on the server, or a pre-mounted absolute path.
     pub share: Option<String>,
-    /// `subDir`: template for the volume's directory; default is the volume name.
+    /// `subDir` (or nfs-subdir-external-provisioner's `pathPattern`): template for the volume's
+    /// directory; default is the volume name.
     pub sub_dir: Option<Template>,
     /// `onDelete`: what DeleteVolume does with the directory.
     pub on_delete: Option<OnDelete>,
+    /// `archiveOnDelete` (nfs-subdir-external-provisioner): `true` archives, `false` deletes;
+    /// `onDelete` wins when both are given.
+    pub archive_on_delete: Option<bool>,
+    /// `volumeSource`: what kind of PersistentVolume the `provisioner` mode makes. The CSI path
+    /// (csi-provisioner) always makes CSI volumes and ignores it.
+    pub volume_source: Option<VolumeSource>,
     /// `mountPermissions`: mode of the new directory.
     pub mount_permissions: Option<u32>,
     /// `mountOptions`: options for mounting the export.
     pub mount_options: Vec<String>,
     /// Claim metadata passed by the provisioner, for templates.
     pub metadata: Metadata,
+}
+
+/// The volume source of PersistentVolumes made by the `provisioner` mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// `csi`: a CSI volume of this driver; nodes need the node plugin.
+    #[default]
+    Csi,
+    /// `nfs`: the in-tree `nfs:` volume, mounted by kubelet itself; no node plugin needed.
+    Nfs,
+}
+
+impl std::str::FromStr for VolumeSource {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "csi" => Ok(VolumeSource::Csi),
+            "nfs" => Ok(VolumeSource::Nfs),
+            _ => Err(Error::invalid(format!(
+                "volumeSource {:?}: expected csi or nfs",
+                shorten(s)
+            ))),
+        }
+    }
 }
 
 /// Driver-wide defaults that apply when a StorageClass is silent.
@@ -57,8 +88,13 @@ impl Params {
             match key.to_ascii_lowercase().as_str() {
                 "server" => p.server = non_empty(value),
                 "share" => p.share = non_empty(value),
-                "subdir" => p.sub_dir = Some(Template::parse(value)?),
+                "subdir" => set_template(&mut p.sub_dir, Template::parse(value)?)?,
+                "pathpattern" => {
+                    set_template(&mut p.sub_dir, Template::parse_path_pattern(value)?)?
+                }
                 "ondelete" => p.on_delete = Some(value.parse()?),
+                "archiveondelete" => p.archive_on_delete = Some(parse_bool(key, value)?),
+                "volumesource" => p.volume_source = Some(value.parse()?),
                 "mountpermissions" => p.mount_permissions = Some(parse_mode(value)?),
                 "mountoptions" => p.mount_options = split_options(value)?,
                 "csi.storage.k8s.io/pvc/name" => p.metadata.pvc_name = non_empty(value),
@@ -68,7 +104,8 @@ impl Params {
                 _ => {
                     return Err(Error::invalid(format!(
                         "unknown parameter {:?}; known: server, share, subDir, onDelete, \
-                         mountPermissions, mountOptions",
+                         mountPermissions, mountOptions, pathPattern, archiveOnDelete, \
+                         volumeSource",
                         shorten(key)
                     )));
                 }
@@ -93,17 +130,26 @@ impl Params {
         let share = self.share_spec(mount_flags, defaults)?;
         let mut metadata = self.metadata.clone();
         metadata.pv_name.get_or_insert_with(|| name.to_owned());
-        let sub_dir = match &self.sub_dir {
-            Some(t) => t.expand(&metadata)?,
-            None => SubDir::parse(name).and_then(|d| match d.components().count() {
+        let sub_dir = match self
+            .sub_dir
+            .as_ref()
+            .map(|t| t.expand(&metadata))
+            .transpose()?
+        {
+            Some(Some(dir)) => dir,
+            _ => SubDir::parse(name).and_then(|d| match d.components().count() {
                 1 => Ok(d),
                 _ => Err(Error::invalid("volume name must not contain '/'")),
             })?,
         };
+        let archive = self.archive_on_delete.map(|archive| match archive {
+            true => OnDelete::Archive,
+            false => OnDelete::Delete,
+        });
         Ok(CreateParams {
             share,
             sub_dir,
-            on_delete: self.on_delete.unwrap_or(defaults.on_delete),
+            on_delete: self.on_delete.or(archive).unwrap_or(defaults.on_delete),
             mode: self.mount_permissions.unwrap_or(defaults.mount_permissions),
         })
     }
@@ -131,6 +177,25 @@ impl Params {
                  share (a pre-mounted path), or start the driver with --default-share",
             )),
         }
+    }
+}
+
+fn set_template(slot: &mut Option<Template>, t: Template) -> Result<()> {
+    if slot.replace(t).is_some() {
+        return Err(Error::invalid("give subDir or pathPattern, not both"));
+    }
+    Ok(())
+}
+
+/// Reads a boolean the way Go's strconv.ParseBool does, as nfs-subdir-external-provisioner did.
+fn parse_bool(key: &str, v: &str) -> Result<bool> {
+    match v.trim() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(Error::invalid(format!(
+            "{key} {:?}: expected true or false",
+            shorten(v)
+        ))),
     }
 }
 
@@ -246,5 +311,44 @@ mod tests {
             );
         }
         assert_eq!(parse_mode("0").unwrap(), 0o755);
+        for (k, v) in [("archiveOnDelete", "maybe"), ("volumeSource", "iscsi")] {
+            assert!(Params::parse([(k, v)]).is_err(), "{k}={v}");
+        }
+        assert!(
+            Params::parse([("subDir", "a"), ("pathPattern", "b")]).is_err(),
+            "subDir and pathPattern together"
+        );
+    }
+
+    #[test]
+    fn reads_nfs_subdir_external_provisioner_parameters() {
+        let resolve = |pairs: &[(&str, &str)]| {
+            let mut p = Params::parse(pairs.iter().copied()).unwrap();
+            p.metadata.pvc_name = Some("data".into());
+            p.metadata.pvc_namespace = Some("ns".into());
+            p.metadata.labels.insert("app".into(), "redis".into());
+            p.resolve("pvc-7", &[], &defaults()).unwrap()
+        };
+        let c = resolve(&[("pathPattern", "${.PVC.namespace}/${.PVC.labels.app}")]);
+        assert_eq!(
+            (c.sub_dir.as_str(), c.on_delete),
+            ("ns/redis", OnDelete::Delete)
+        );
+        let c = resolve(&[
+            ("pathPattern", "${.PVC.labels.none}"),
+            ("archiveOnDelete", "true"),
+        ]);
+        assert_eq!(
+            (c.sub_dir.as_str(), c.on_delete),
+            ("pvc-7", OnDelete::Archive)
+        );
+        assert_eq!(
+            resolve(&[("archiveOnDelete", "false")]).on_delete,
+            OnDelete::Delete
+        );
+        let both = resolve(&[("archiveOnDelete", "true"), ("onDelete", "retain")]);
+        assert_eq!(both.on_delete, OnDelete::Retain, "onDelete wins");
+        let p = Params::parse([("volumeSource", "NFS")]).unwrap();
+        assert_eq!(p.volume_source, Some(VolumeSource::Nfs));
     }
 }

@@ -1,0 +1,163 @@
+//! Claim reconciler: makes the directory and the pre-bound PV for each claim handed to us;
+//! kube-controller-manager then binds the two. Re-running it after a crash is harmless: the
+//! directory step is idempotent and the PV name is derived from the claim's uid.
+
+use super::pv::{self, ClaimStep, NewPv, Source};
+use super::{Context, kube_error};
+use crate::controller::NewVolume;
+use crate::error::{Error, Result};
+use crate::volume::params::VolumeSource;
+use crate::volume::{Params, VolumeId};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Span;
+
+/// Reconciles one claim. Errors are reported as a Warning event on the claim and retried.
+#[tracing::instrument(skip_all, fields(claim = %claim_key(&claim), volume))]
+pub async fn reconcile(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) -> Result<Action> {
+    if let ClaimStep::Skip(why) = pv::claim_step(&claim, &ctx.provisioner) {
+        tracing::trace!(why, "skipped");
+        return Ok(Action::await_change());
+    }
+    let name = pv::pv_name(&claim)?;
+    Span::current().record("volume", name.as_str());
+    let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    if pvs
+        .get_opt(&name)
+        .await
+        .map_err(|e| kube_error(format!("get PV {name}"), e))?
+        .is_some()
+    {
+        tracing::debug!("PV exists; waiting for the binder");
+        return Ok(Action::await_change());
+    }
+    let class = match class_of(&claim, &ctx).await {
+        Ok(class) => class,
+        Err(e) => return Err(failed(&claim, &ctx, e).await),
+    };
+    match pv::check_claim(&claim, &class, &ctx.provisioner) {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::debug!("WaitForFirstConsumer: no node chosen yet");
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(failed(&claim, &ctx, e).await),
+    }
+    ctx.event(
+        &*claim,
+        EventType::Normal,
+        "Provisioning",
+        format!("{} is provisioning volume {name}", ctx.identity),
+    )
+    .await;
+    match provision(&claim, &class, &name, &pvs, &ctx).await {
+        Ok(created) => {
+            let note = match created {
+                true => format!("Successfully provisioned volume {name}"),
+                false => format!("Volume {name} was already provisioned"),
+            };
+            tracing::info!(new = created, "provisioned");
+            ctx.event(&*claim, EventType::Normal, "ProvisioningSucceeded", note)
+                .await;
+            Ok(Action::await_change())
+        }
+        Err(e) => Err(failed(&claim, &ctx, e).await),
+    }
+}
+
+/// Requeue policy for failed claims.
+pub fn error_policy(_: Arc<PersistentVolumeClaim>, err: &Error, _: Arc<Context>) -> Action {
+    tracing::debug!(error = %err, "claim will be retried");
+    Action::requeue(Duration::from_secs(10))
+}
+
+async fn class_of(claim: &PersistentVolumeClaim, ctx: &Context) -> Result<StorageClass> {
+    let name = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.as_deref())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| Error::invalid("claim names no StorageClass"))?;
+    let classes: Api<StorageClass> = Api::all(ctx.client.clone());
+    classes
+        .get_opt(name)
+        .await
+        .map_err(|e| kube_error(format!("get StorageClass {name}"), e))?
+        .ok_or_else(|| Error::NotFound(format!("StorageClass {name}")))
+}
+
+/// Makes the directory, then the PV. `Ok(false)` when the PV already existed.
+async fn provision(
+    claim: &PersistentVolumeClaim,
+    class: &StorageClass,
+    name: &str,
+    pvs: &Api<PersistentVolume>,
+    ctx: &Context,
+) -> Result<bool> {
+    let raw = class.parameters.clone().unwrap_or_default();
+    let mut params = Params::parse(raw.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    params.metadata = pv::metadata_of(claim, name);
+    let (capacity, bytes) = pv::requested(claim)?;
+    let mount_flags = class.mount_options.clone().unwrap_or_default();
+    let volume = ctx
+        .controller
+        .create(
+            NewVolume {
+                name: name.to_owned(),
+                params: params.clone(),
+                mount_flags,
+                capacity: bytes,
+            },
+            ctx.timeout,
+        )
+        .await?;
+    let id = VolumeId::parse(&volume.id)?;
+    let source = match params.volume_source.unwrap_or_default() {
+        VolumeSource::Csi => Source::Csi {
+            driver: ctx.driver.clone(),
+            attributes: volume.context.into_iter().collect(),
+        },
+        VolumeSource::Nfs => {
+            let (server, path) = pv::nfs_location(&id, ctx.nfs_export.as_ref())?;
+            Source::Nfs { server, path }
+        }
+    };
+    let new = NewPv {
+        name: name.to_owned(),
+        provisioner: ctx.provisioner.clone(),
+        volume_id: volume.id,
+        source,
+        share_mount_options: id.share.mount_options.clone(),
+    };
+    let pv = pv::build_pv(claim, class, capacity, new);
+    match pvs.create(&PostParams::default(), &pv).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(false),
+        Err(e) => Err(kube_error(format!("create PV {name}"), e)),
+    }
+}
+
+async fn failed(claim: &PersistentVolumeClaim, ctx: &Context, e: Error) -> Error {
+    tracing::warn!(error = %e, "provisioning failed");
+    ctx.event(
+        claim,
+        EventType::Warning,
+        "ProvisioningFailed",
+        e.to_string(),
+    )
+    .await;
+    e
+}
+
+fn claim_key(claim: &PersistentVolumeClaim) -> String {
+    format!(
+        "{}/{}",
+        claim.metadata.namespace.as_deref().unwrap_or_default(),
+        claim.metadata.name.as_deref().unwrap_or_default()
+    )
+}
