@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The one entry point for the Kubernetes tests (CI runs this): builds what is missing (the
+# control-plane binaries through build.sh, cached; the driver with cargo), then runs, each on its
+# own throwaway cluster:
+#   smoke.sh       the harness itself
+#   dry-run.sh     server-side dry run of every manifest in deploy/ and examples/
+#   scenario-a.sh  CSI path: driver + csi-provisioner + examples/redis
+#   scenario-b.sh  `nfs-subdir-csi provisioner`: kube-rs, Lease, crash and takeover
+# and ends with one line per stage, the wall times, and "k8s: N passed, M failed" (the checks of
+# all stages added up). Exits non-zero if any check or stage failed.
+#
+#   bash tests/k8s/all.sh [workdir]     (default: a fresh mktemp dir; kept only on failure)
+# Env: NSC_DRIVER_BIN (skip the cargo build and use this binary), NSC_K8S_BIN, NSC_K8S_STAGES
+#      (space-separated subset of: smoke dry-run scenario-a scenario-b).
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+if [ $# -ge 1 ]; then mkdir -p "$1"; WORK=$(cd "$1" && pwd); OWN=0; else WORK=$(mktemp -d /tmp/nsc-k8s-all.XXXXXX); OWN=1; fi
+export PATH=$PATH:/usr/local/go/bin:$HOME/.cargo/bin
+export CARGO_TERM_COLOR=never NO_COLOR=1
+STAGES=${NSC_K8S_STAGES:-smoke dry-run scenario-a scenario-b}
+T0=$SECONDS
+log() { printf '[k8s-all %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+declare -a names=() results=() times=()
+PASSED=0 FAILED=0
+
+t=$SECONDS
+if [ -z "${NSC_K8S_BIN:-}" ]; then
+  NSC_K8S_BIN=$(bash "$HERE/build.sh" | tail -n1)
+  rc=$?
+  names+=(build-k8s) times+=($((SECONDS - t)))
+  if [ $rc -ne 0 ] || [ ! -x "$NSC_K8S_BIN/kube-apiserver" ]; then
+    results+=(FAIL); echo "k8s: 0 passed, 1 failed"; exit 1
+  fi
+  results+=(ok)
+fi
+export NSC_K8S_BIN
+if [ -z "${NSC_DRIVER_BIN:-}" ]; then
+  t=$SECONDS
+  log "cargo build --locked --bin nfs-subdir-csi"
+  if ! (cd "$REPO" && cargo build --locked --bin nfs-subdir-csi); then
+    names+=(build-driver) results+=(FAIL) times+=($((SECONDS - t)))
+    echo "k8s: 0 passed, 1 failed"; exit 1
+  fi
+  names+=(build-driver) results+=(ok) times+=($((SECONDS - t)))
+  export NSC_DRIVER_BIN="$REPO/target/debug/nfs-subdir-csi"
+fi
+"$NSC_DRIVER_BIN" provisioner --help >/dev/null || { log "$NSC_DRIVER_BIN has no provisioner command"; echo "k8s: 0 passed, 1 failed"; exit 1; }
+
+for stage in $STAGES; do
+  script="$HERE/$stage.sh"
+  t=$SECONDS
+  echo; echo "=== k8s $stage"
+  bash "$script" "$WORK/$stage" 2>&1 | tee "$WORK/$stage.out"
+  rc=${PIPESTATUS[0]}
+  counts=$(grep -E '^[a-z0-9-]+: [0-9]+ passed, [0-9]+ failed$' "$WORK/$stage.out" | tail -n1)
+  p=$(sed -n 's/.*: \([0-9]*\) passed.*/\1/p' <<<"$counts")
+  f=$(sed -n 's/.*passed, \([0-9]*\) failed.*/\1/p' <<<"$counts")
+  p=${p:-0} f=${f:-0}
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi   # died before counting
+  PASSED=$((PASSED + p)) FAILED=$((FAILED + f))
+  names+=("$stage") times+=($((SECONDS - t)))
+  if [ "$rc" -eq 0 ]; then results+=("ok $p/$((p + f))"); else results+=("FAIL $f of $((p + f))"); fi
+done
+
+echo; echo "=== k8s summary"
+for i in "${!names[@]}"; do
+  printf '  %-13s %-12s %4d s\n' "${names[$i]}" "${results[$i]}" "${times[$i]}"
+done
+echo "  wall time     $((SECONDS - T0)) s"
+if [ "$FAILED" -eq 0 ] && [ "$OWN" = 1 ]; then rm -rf "$WORK"; else echo "  work dir      $WORK"; fi
+echo "k8s: $PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
