@@ -70,7 +70,9 @@ async fn main() -> Res<()> {
                     scratch.path().join("work").display()
                 ),
             ]);
-            let Command::Serve(args) = cli.command;
+            let Command::Serve(args) = cli.command else {
+                unreachable!("parsed from a `serve` command line")
+            };
             tokio::spawn(async move {
                 if let Err(e) = nfs_subdir_csi::server::serve(args).await {
                     eprintln!("driver stopped: {e}");
