@@ -315,6 +315,27 @@ mod tests {
     }
 
     #[test]
+    fn records_read_a_lease() {
+        let lease = Lease {
+            metadata: ObjectMeta::default(),
+            spec: Some(LeaseSpec {
+                holder_identity: Some(String::new()),
+                lease_duration_seconds: Some(15),
+                renew_time: Some(MicroTime(Timestamp::UNIX_EPOCH)),
+                ..LeaseSpec::default()
+            }),
+        };
+        let r = Record::of(&lease);
+        assert_eq!(r.holder, None, "an empty holder is a released lease");
+        assert_eq!(r.duration, Duration::from_secs(15));
+        assert_eq!(r.transitions, 0);
+        assert!(r.renew_time.is_some());
+        assert_eq!(decide(Some(&r), "a", Duration::ZERO), Decision::TakeOver);
+        let empty = Record::of(&Lease::default());
+        assert_eq!((empty.holder, empty.duration), (None, Duration::ZERO));
+    }
+
+    #[test]
     fn lease_names_are_dns_subdomains() {
         assert_eq!(lease_name("nfs-subdir.csi.rs"), "nfs-subdir.csi.rs");
         assert_eq!(

@@ -256,3 +256,41 @@ async fn shutdown_signal() {
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn api(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(
+            Status {
+                code,
+                ..Status::failure("boom", reason)
+            }
+            .boxed(),
+        )
+    }
+
+    #[test]
+    fn kube_errors_map_to_the_crate_error() {
+        let m = |e| kube_error("create PV pvc-1", e);
+        assert!(matches!(m(api(404, "NotFound")), Error::NotFound(_)));
+        assert!(matches!(
+            m(api(409, "AlreadyExists")),
+            Error::AlreadyExists(_)
+        ));
+        assert!(matches!(m(api(422, "Invalid")), Error::InvalidArgument(_)));
+        assert!(matches!(
+            m(api(403, "Forbidden")),
+            Error::FailedPrecondition(_)
+        ));
+        assert!(matches!(
+            m(api(409, "Conflict")),
+            Error::FailedPrecondition(_)
+        ));
+        let e = m(api(500, "InternalError"));
+        assert!(e.is_unavailable());
+        assert!(e.to_string().contains("create PV pvc-1"), "{e}");
+    }
+}
