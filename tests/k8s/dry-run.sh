@@ -26,7 +26,7 @@ start_cluster
 cd "$REPO" || exit 1
 mapfile -t FILES < <(find deploy examples -name '*.yaml' -not -path 'deploy/helm/*' \
   -not -name kustomization.yaml -not -name 'Chart.yaml' -not -name 'values*.yaml' | sort)
-CACHE=${NSC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nfs-subdir-csi}
+CACHE=${NSC_CACHE:-${NFS_SUBDIR_CSI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nfs-subdir-csi}}
 HELM=${HELM:-$(ls "$CACHE"/bin/helm-v* 2>/dev/null | sort -V | tail -n1)}
 CHARTS=()
 if [ -n "$HELM" ] && "$HELM" version --short >/dev/null 2>&1; then
