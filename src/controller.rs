@@ -79,15 +79,24 @@ impl Controller {
         T: Send + 'static,
         F: Fn(&ShareRoot) -> Result<T> + Clone + Send + 'static,
     {
+        // One deadline for the whole call, the retry included.
+        let started = tokio::time::Instant::now();
+        let left = || deadline.saturating_sub(started.elapsed());
         let mut retried = false;
         loop {
-            let started = tokio::time::Instant::now();
-            let root = self.shares.root(spec, deadline).await?;
-            let left = deadline.saturating_sub(started.elapsed());
-            let op = op.clone();
-            let result = blocking::run(what, left, move || op(&ShareRoot::open(&root)?)).await;
+            let root = self.shares.root(spec, left()).await?;
+            let (op, at) = (op.clone(), root.clone());
+            let result = blocking::run(what, left(), move || op(&ShareRoot::open(&at)?)).await;
             match result {
-                Err(e) if !retried && self.shares.recover(spec, &e).await => retried = true,
+                // A stale or unreachable mount is dropped in any case; retried if time is left.
+                Err(e)
+                    if !retried
+                        && self.shares.recover(spec, &root, &e).await
+                        && left() > Duration::from_millis(100) =>
+                {
+                    tracing::info!(share = %spec, error = %e, "retrying on a fresh working mount");
+                    retried = true
+                }
                 other => {
                     self.sweep_trash(spec, deadline);
                     return other;
@@ -244,6 +253,8 @@ impl Controller {
             );
         }
         all.sort_by(|a, b| a.0.cmp(&b.0));
+        // The same export reached with different mount options holds the same records.
+        all.dedup_by(|a, b| a.0 == b.0);
         let rest: Vec<_> = all
             .into_iter()
             .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))

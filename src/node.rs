@@ -115,9 +115,11 @@ impl Node {
         let target = absolute_target(&req.target)?;
         let guard = self.locks.try_lock(req.volume_id.clone())?;
         let what = format!("publish at {}", target.display());
+        // A target already mounted gets a quarter of the time to prove it still answers.
+        let check = (deadline / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
         blocking::run(&what, deadline, move || {
             let _held = guard;
-            publish_blocking(&source, &target, req.read_only, req.single_writer)
+            publish_blocking(&source, &target, req.read_only, req.single_writer, check)
         })
         .await
     }
@@ -162,7 +164,10 @@ impl Node {
         // Even the existence check runs off the runtime: on a dead server it may hang.
         let measured = blocking::run("statvfs", deadline, move || {
             if !p.is_absolute() || std::fs::symlink_metadata(&p).is_err() {
-                return Err(Error::NotFound(format!("volume path {} does not exist", p.display())));
+                return Err(Error::NotFound(format!(
+                    "volume path {} does not exist",
+                    p.display()
+                )));
             }
             let fd = crate::share::fs::open_root(&p)?;
             statvfs_fd(&fd).map_err(|e| Error::errno(format!("statvfs {}", p.display()), e))
@@ -201,9 +206,21 @@ fn publish_blocking(
     target: &Path,
     read_only: bool,
     single_writer: bool,
+    check: Duration,
 ) -> Result<()> {
     let mounts = mountinfo::read().map_err(|e| Error::io("read mountinfo", e))?;
-    if let Some(existing) = mountinfo::at(&mounts, target) {
+    let existing = mountinfo::at(&mounts, target);
+    // Mounted but stale (the directory was replaced on the server) or its server not answering:
+    // detach it (never blocks) and mount afresh below, as kubelet expects a usable target.
+    let existing = match existing.map(|_| nfs::probe(target, check)) {
+        Some(Err(why)) => {
+            tracing::warn!(target = %target.display(), %why, "target is mounted but unusable; detaching it and mounting again");
+            mount::unmount_all(target, true)?;
+            None
+        }
+        _ => existing,
+    };
+    if let Some(existing) = existing {
         if existing.read_only() != read_only {
             return Err(Error::AlreadyExists(format!(
                 "{} is already mounted {}",

@@ -1,12 +1,26 @@
 //! NFS mounts through mount(2) with the kernel's own option text, so no mount.nfs helper is needed:
 //! the server name is resolved here, generic options become mount flags, and without an explicit
 //! version 4.2 → 4.1 → 4.0 → 3 are tried in turn as mount.nfs does.
+//!
+//! Options the kernel needs that mount.nfs would otherwise add:
+//! - `addr=<ip>` always (mount(2) does not resolve the host name in the source);
+//! - `clientaddr=<local ip>` for NFSv4.0 (its callback channel), unless given;
+//! - `nolock` for NFSv3 unless the user wrote `lock` or `nolock`: with NLM locking the kernel starts
+//!   lockd, which must register with an rpcbind on this machine; a node image without rpcbind then
+//!   gets ECONNREFUSED from mount(2). With `nolock`, fcntl/flock locks are local to the node, as
+//!   csi-driver-nfs users get when they mount v3 without rpc.statd. Users who need cluster-wide
+//!   NLM locks run rpcbind on the node and pass `lock`.
+//! - `port=` and `mountport=` are the user's (NFSv4 assumes 2049 without `port=`; NFSv3 asks the
+//!   server's rpcbind) and pass through unchanged.
 
 use crate::error::{Error, Result};
 use nix::errno::Errno;
 use nix::mount::{MsFlags, mount};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// Versions tried, newest first, when the options name none.
 const VERSIONS: [&str; 4] = ["4.2", "4.1", "4.0", "3"];
@@ -49,7 +63,15 @@ fn generic_flag(opt: &str) -> Option<(MsFlags, bool)> {
     })
 }
 
-/// The kernel option text and flags for one attempt, without `vers`.
+/// Soft-mount options of the controller's working mounts. Its work is metadata only, so an error
+/// is better than a hang: each RPC times out after 5 s (`timeo` is in tenths of a second) and is
+/// sent once more (TCP backs off linearly: 5 s + 10 s), so a thread stuck on a dead server gets EIO
+/// after about 15 s, within the default 30 s operation timeout. Requests give up earlier at their
+/// own deadline; [`crate::share::working`] then force-unmounts the share, which ends such RPCs at once.
+pub const BOUNDED: [&str; 3] = ["soft", "timeo=50", "retrans=1"];
+
+/// The options split into mount flags, the kernel's text options (without `vers`, `addr`) and the
+/// version asked for, if any.
 fn split_options(m: &NfsMount<'_>) -> (MsFlags, Vec<String>, Option<String>) {
     let mut flags = MsFlags::empty();
     let mut data = Vec::new();
@@ -61,19 +83,43 @@ fn split_options(m: &NfsMount<'_>) -> (MsFlags, Vec<String>, Option<String>) {
         }
         match opt.split_once('=') {
             Some(("vers" | "nfsvers", v)) => version = Some(v.to_owned()),
+            // mount.nfs-only (retry) or computed here (addr).
             Some(("retry" | "addr", _)) => {}
             _ if m.bounded
-                && (opt == "hard" || opt.starts_with("timeo=") || opt.starts_with("retrans=")) => {}
+                && (opt == "hard"
+                    || opt == "soft"
+                    || opt.starts_with("timeo=")
+                    || opt.starts_with("retrans=")) => {}
             _ => data.push(opt.clone()),
         }
     }
     if m.bounded {
-        data.extend(["soft".into(), "timeo=50".into(), "retrans=1".into()]);
+        data.extend(BOUNDED.iter().map(|o| o.to_string()));
     }
     if m.read_only {
         flags |= MsFlags::MS_RDONLY;
     }
     (flags, data, version)
+}
+
+/// The full kernel option text for one attempt at version `vers`.
+fn attempt_options(vers: &str, ip: IpAddr, data: &[String]) -> String {
+    let has = |name: &str| {
+        data.iter()
+            .any(|o| o == name || o.split_once('=').is_some_and(|(k, _)| k == name))
+    };
+    let mut text = vec![format!("vers={vers}"), format!("addr={ip}")];
+    if (vers == "4.0" || vers == "4") && !has("clientaddr") {
+        if let Some(local) = local_address(ip) {
+            text.push(format!("clientaddr={local}"));
+        }
+    }
+    text.extend(data.iter().cloned());
+    // NFSv3 (and 2): see the module notes on `nolock`.
+    if (vers == "3" || vers == "2") && !has("lock") && !has("nolock") && !has("local_lock") {
+        text.push("nolock".into());
+    }
+    text.join(",")
 }
 
 /// Resolves `server` to an address, preferring IPv4.
@@ -121,14 +167,7 @@ pub fn mount_nfs(m: &NfsMount<'_>, target: &Path) -> Result<String> {
     };
     let mut last = Errno::EINVAL;
     for vers in &tries {
-        let mut text = vec![format!("vers={vers}"), format!("addr={ip}")];
-        if vers == "4.0" || vers == "4" {
-            if let Some(local) = local_address(ip) {
-                text.push(format!("clientaddr={local}"));
-            }
-        }
-        text.extend(data.iter().cloned());
-        let text = text.join(",");
+        let text = attempt_options(vers, ip, &data);
         match mount(
             Some(source.as_str()),
             target,
@@ -148,6 +187,47 @@ pub fn mount_nfs(m: &NfsMount<'_>, target: &Path) -> Result<String> {
         }
     }
     Err(mount_error(&source, target, last))
+}
+
+/// Targets whose last [`probe`] has not come back yet.
+static PROBING: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// Asks the filesystem mounted at `path` for its usage — for NFS always a round trip to the
+/// server, never answered from a cache — and waits at most `within`. `Err(why)` when it fails
+/// (ESTALE after the directory was replaced on the server, EIO, …) or does not answer in time.
+/// The call runs in a thread of its own, left behind if the server never answers; while a probe of
+/// `path` is still stuck, the next one reports it unresponsive at once instead of adding a thread.
+pub fn probe(path: &Path, within: Duration) -> std::result::Result<(), String> {
+    {
+        let mut probing = PROBING.lock().unwrap_or_else(|p| p.into_inner());
+        if !probing.insert(path.to_owned()) {
+            return Err("an earlier check of it has not returned".into());
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("nfs-probe".into())
+        .spawn(move || {
+            let result = nix::sys::statvfs::statvfs(&p);
+            PROBING.lock().unwrap_or_else(|e| e.into_inner()).remove(&p);
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        PROBING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path);
+        return Err(format!("cannot start a check: {e}"));
+    }
+    match rx.recv_timeout(within) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("statfs: {e}")),
+        Err(_) => Err(format!(
+            "statfs did not answer within {} ms",
+            within.as_millis()
+        )),
+    }
 }
 
 fn mount_error(source: &str, target: &Path, e: Errno) -> Error {
@@ -195,6 +275,33 @@ mod tests {
         let (flags, data, _) = split_options(&bounded);
         assert!(!flags.contains(MsFlags::MS_RDONLY));
         assert_eq!(data, vec!["rsize=65536", "soft", "timeo=50", "retrans=1"]);
+    }
+
+    #[test]
+    fn v3_gets_nolock_unless_locking_is_chosen_and_ports_pass_through() {
+        let ip: IpAddr = "10.0.2.2".parse().unwrap();
+        let opts = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            attempt_options("3", ip, &opts(&["port=12049", "mountport=12048"])),
+            "vers=3,addr=10.0.2.2,port=12049,mountport=12048,nolock"
+        );
+        for chosen in ["lock", "nolock", "local_lock=all"] {
+            let text = attempt_options("3", ip, &opts(&[chosen]));
+            assert_eq!(text, format!("vers=3,addr=10.0.2.2,{chosen}"));
+        }
+        assert_eq!(
+            attempt_options("4.1", ip, &opts(&["port=12049"])),
+            "vers=4.1,addr=10.0.2.2,port=12049"
+        );
+        let v40 = attempt_options("4.0", ip, &opts(&["clientaddr=10.0.2.15"]));
+        assert_eq!(v40, "vers=4.0,addr=10.0.2.2,clientaddr=10.0.2.15");
+    }
+
+    #[test]
+    fn probe_answers_for_a_live_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(probe(dir.path(), Duration::from_secs(5)), Ok(()));
+        assert!(probe(&dir.path().join("missing"), Duration::from_secs(5)).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::volume::ShareSpec;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How shares are reached from this process.
@@ -32,10 +32,11 @@ impl Shares {
         }
     }
 
-    /// Called when a call on `spec` failed with `err`; drops a stale working mount so the next
-    /// call mounts afresh. Returns true when a retry makes sense.
-    pub async fn recover(&self, spec: &ShareSpec, err: &Error) -> bool {
-        spec.is_nfs() && err.is_unavailable() && self.working.forget(spec).await
+    /// Called when a call on `spec` failed with `err` while using the share root `root`; drops
+    /// that working mount if it was stale or its server did not answer, so the next call mounts
+    /// afresh. Returns true when a retry makes sense.
+    pub async fn recover(&self, spec: &ShareSpec, root: &Path, err: &Error) -> bool {
+        spec.is_nfs() && err.is_unavailable() && self.working.forget(spec, root).await
     }
 
     /// Shares this process knows of: the default share and every NFS export mounted so far.
