@@ -64,22 +64,9 @@ pub struct ServeArgs {
         default_value = "controller,node"
     )]
     pub roles: Vec<Role>,
-    /// Where the controller keeps its NFS working mounts.
-    #[arg(long, env = "WORKING_MOUNT_DIR", default_value = "/tmp/nfs-subdir-csi")]
-    pub working_mount_dir: PathBuf,
-    /// What DeleteVolume does when a StorageClass does not say: delete, retain or archive.
-    #[arg(long, env = "DEFAULT_ONDELETE_POLICY", default_value = "delete")]
-    pub default_ondelete_policy: OnDelete,
-    /// Mode of new volume directories, octal.
-    #[arg(long, env = "MOUNT_PERMISSIONS", default_value = "0777")]
-    pub mount_permissions: String,
-    /// A directory used as the share when a StorageClass names none (created if missing): the
-    /// zero-setup local share. Must be mounted at the same path on every node in a cluster.
-    #[arg(long, env = "DEFAULT_SHARE")]
-    pub default_share: Option<PathBuf>,
-    /// Longest time, in seconds, any one CSI call may take (a caller's shorter deadline wins).
-    #[arg(long, env = "OPERATION_TIMEOUT", default_value_t = 30)]
-    pub operation_timeout: u64,
+    /// Shares, defaults and deadlines shared with `provisioner`.
+    #[command(flatten)]
+    pub volumes: VolumeArgs,
 }
 
 /// Flags of `provisioner`. The volume flags mean what they mean for `serve`; the NFS and leader
@@ -93,27 +80,15 @@ pub struct ProvisionerArgs {
     /// CSI driver named by PVs with a CSI source (volumeSource csi).
     #[arg(long, env = "DRIVER_NAME", default_value = "nfs-subdir.csi.rs")]
     pub drivername: String,
-    /// A directory used as the share when a StorageClass names none (created if missing).
-    #[arg(long, env = "DEFAULT_SHARE")]
-    pub default_share: Option<PathBuf>,
     /// NFS server that exports the default share, for PVs with the in-tree `nfs:` source.
     #[arg(long, env = "NFS_SERVER", requires = "nfs_path")]
     pub nfs_server: Option<String>,
     /// Export path of the default share on --nfs-server.
     #[arg(long, env = "NFS_PATH", requires = "nfs_server")]
     pub nfs_path: Option<String>,
-    /// Where to keep NFS working mounts of classes that name a server.
-    #[arg(long, env = "WORKING_MOUNT_DIR", default_value = "/tmp/nfs-subdir-csi")]
-    pub working_mount_dir: PathBuf,
-    /// What happens to the directory when a StorageClass does not say: delete, retain or archive.
-    #[arg(long, env = "DEFAULT_ONDELETE_POLICY", default_value = "delete")]
-    pub default_ondelete_policy: OnDelete,
-    /// Mode of new volume directories, octal.
-    #[arg(long, env = "MOUNT_PERMISSIONS", default_value = "0777")]
-    pub mount_permissions: String,
-    /// Longest time, in seconds, one directory operation may take.
-    #[arg(long, env = "OPERATION_TIMEOUT", default_value_t = 30)]
-    pub operation_timeout: u64,
+    /// Shares, defaults and deadlines, as for `serve`.
+    #[command(flatten)]
+    pub volumes: VolumeArgs,
     /// Take part in leader election (a Lease), so that only one replica acts at a time.
     #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
@@ -135,4 +110,25 @@ pub struct ProvisionerArgs {
     /// Seconds between attempts to acquire or renew.
     #[arg(long, default_value_t = 2)]
     pub leader_election_retry_period: u64,
+}
+
+/// Flags both `serve` and `provisioner` use to reach shares and make volume directories.
+#[derive(Debug, Args)]
+pub struct VolumeArgs {
+    /// A directory used as the share when a StorageClass names none (created if missing): the
+    /// zero-setup local share. Must be mounted at the same path on every node in a cluster.
+    #[arg(long, env = "DEFAULT_SHARE")]
+    pub default_share: Option<PathBuf>,
+    /// Where the controller keeps its NFS working mounts.
+    #[arg(long, env = "WORKING_MOUNT_DIR", default_value = "/tmp/nfs-subdir-csi")]
+    pub working_mount_dir: PathBuf,
+    /// What DeleteVolume does when a StorageClass does not say: delete, retain or archive.
+    #[arg(long, env = "DEFAULT_ONDELETE_POLICY", default_value = "delete")]
+    pub default_ondelete_policy: OnDelete,
+    /// Mode of new volume directories, octal.
+    #[arg(long, env = "MOUNT_PERMISSIONS", default_value = "0777")]
+    pub mount_permissions: String,
+    /// Longest time, in seconds, any one call may take (a CSI caller's shorter deadline wins).
+    #[arg(long, env = "OPERATION_TIMEOUT", default_value_t = 30)]
+    pub operation_timeout: u64,
 }

@@ -18,6 +18,7 @@ pub mod mount;
 pub mod node;
 pub mod provisioner;
 pub mod server;
+pub mod setup;
 pub mod share;
 pub mod volume;
 

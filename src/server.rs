@@ -1,7 +1,6 @@
 //! Wires the services together and serves them on a Unix socket or TCP port until SIGTERM/SIGINT.
 
 use crate::cli::{Role, ServeArgs};
-use crate::controller::Controller;
 use crate::csi::controller::ControllerService;
 use crate::csi::identity::IdentityService;
 use crate::csi::node::NodeService;
@@ -10,8 +9,7 @@ use crate::csi::pb::{
 };
 use crate::error::{Error, Result};
 use crate::node::Node;
-use crate::share::Shares;
-use crate::volume::{ShareSpec, params::Defaults, params::parse_mode};
+use crate::setup::VolumeSetup;
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::PathBuf;
@@ -57,22 +55,8 @@ impl Endpoint {
 /// Runs `serve` until a shutdown signal.
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let endpoint = Endpoint::parse(&args.endpoint)?;
-    let timeout = Duration::from_secs(args.operation_timeout.max(1));
-    let default_share = match &args.default_share {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("create default share {}", dir.display()), e))?;
-            let abs = std::fs::canonicalize(dir)
-                .map_err(|e| Error::io(format!("resolve {}", dir.display()), e))?;
-            Some(ShareSpec::new(None, &abs.to_string_lossy(), Vec::new())?)
-        }
-        None => None,
-    };
-    let defaults = Defaults {
-        share: default_share.as_ref().map(|s| s.path.clone()),
-        on_delete: args.default_ondelete_policy,
-        mount_permissions: parse_mode(&args.mount_permissions)?,
-    };
+    let setup = VolumeSetup::from_args(&args.volumes)?;
+    let timeout = setup.timeout;
     let node_id = match args.nodeid.clone() {
         Some(id) if !id.is_empty() => id,
         _ => nix::unistd::gethostname()
@@ -80,41 +64,30 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             .map_err(|e| Error::errno("gethostname", e))?,
     };
     let has = |r| args.roles.contains(&r);
-    let shares = Arc::new(Shares::new(
-        default_share.clone(),
-        args.working_mount_dir.clone(),
-    ));
 
     let identity = IdentityServer::new(IdentityService {
         name: args.drivername.clone(),
         controller: has(Role::Controller),
     });
     let mut router = tonic::transport::Server::builder().add_service(identity);
-    let mut controller = None;
     if has(Role::Controller) {
-        // Every new directory gets exactly the mode asked for, without a chmod after mkdir.
-        nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-        let inner = Arc::new(Controller::new(shares.clone(), defaults, 0));
-        controller = Some(inner.clone());
+        let inner = Arc::new(setup.controller());
         router = router.add_service(ControllerServer::new(ControllerService { inner, timeout }));
     }
     if has(Role::Node) {
         let inner = Arc::new(Node::new(node_id.clone()));
         router = router.add_service(NodeServer::new(NodeService { inner, timeout }));
     }
-    if let (Some(c), Some(share)) = (&controller, &default_share) {
-        c.sweep_trash(share, timeout);
-    }
     tracing::info!(
         driver = %args.drivername, node = %node_id, roles = ?args.roles, endpoint = %args.endpoint,
-        default_share = ?default_share.as_ref().map(|s| &s.path), version = env!("CARGO_PKG_VERSION"),
+        default_share = ?setup.default_share.as_ref().map(|s| &s.path), version = env!("CARGO_PKG_VERSION"),
         "serving"
     );
     // On a signal the server stops accepting and lets calls in flight finish; clients that keep
     // idle connections open (kubelet does) get at most GRACE before the process exits anyway.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signalled = async move {
-        shutdown_signal().await;
+        crate::setup::shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
     let mut stop_rx2 = stop_rx.clone();
@@ -169,21 +142,6 @@ fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
     Ok(listener)
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
 }
 
 #[cfg(test)]

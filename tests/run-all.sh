@@ -27,6 +27,7 @@ stage cargo-test    cargo test --locked -- --test-threads=2
 stage csi-sanity    bash tests/csi-sanity/local.sh target/debug/nfs-subdir-csi
 stage example       cargo run --locked --example lifecycle
 stage manifests     bash tests/manifests/validate.sh
+stage nfs-guest     bash tests/nfs-guest/csi-suite.sh
 stage kubernetes    bash tests/k8s/all.sh
 
 echo; echo "=== summary"

@@ -14,9 +14,7 @@ pub mod release;
 use crate::cli::ProvisionerArgs;
 use crate::controller::Controller;
 use crate::error::{Error, Result};
-use crate::share::Shares;
-use crate::volume::ShareSpec;
-use crate::volume::params::{Defaults, parse_mode};
+use crate::setup::VolumeSetup;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::Api;
@@ -96,17 +94,8 @@ pub fn kube_error(what: impl std::fmt::Display, e: kube::Error) -> Error {
 /// Runs the provisioner until SIGTERM/SIGINT (then releases the Lease) or until leadership is
 /// lost (then returns an error, so that the process exits and restarts as a follower).
 pub async fn run(args: ProvisionerArgs) -> Result<()> {
-    let timeout = Duration::from_secs(args.operation_timeout.max(1));
-    let default_share = match &args.default_share {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("create default share {}", dir.display()), e))?;
-            let abs = std::fs::canonicalize(dir)
-                .map_err(|e| Error::io(format!("resolve {}", dir.display()), e))?;
-            Some(ShareSpec::new(None, &abs.to_string_lossy(), Vec::new())?)
-        }
-        None => None,
-    };
+    let setup = VolumeSetup::from_args(&args.volumes)?;
+    let (timeout, default_share) = (setup.timeout, setup.default_share.clone());
     let nfs_export = match (&args.nfs_server, &args.nfs_path, &default_share) {
         (Some(server), Some(path), Some(share)) => Some(pv::NfsExport {
             server: server.clone(),
@@ -120,21 +109,7 @@ pub async fn run(args: ProvisionerArgs) -> Result<()> {
         }
         _ => None,
     };
-    let defaults = Defaults {
-        share: default_share.as_ref().map(|s| s.path.clone()),
-        on_delete: args.default_ondelete_policy,
-        mount_permissions: parse_mode(&args.mount_permissions)?,
-    };
-    // Every new directory gets exactly the mode asked for, without a chmod after mkdir.
-    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-    let shares = Arc::new(Shares::new(
-        default_share.clone(),
-        args.working_mount_dir.clone(),
-    ));
-    let controller = Controller::new(shares, defaults, 0);
-    if let Some(share) = &default_share {
-        controller.sweep_trash(share, timeout);
-    }
+    let controller = setup.controller();
     let client = Client::try_default()
         .await
         .map_err(|e| Error::Unavailable(format!("Kubernetes client: {e}")))?;
@@ -190,7 +165,7 @@ pub async fn run(args: ProvisionerArgs) -> Result<()> {
             },
         )
     });
-    let shutdown = shutdown_signal();
+    let shutdown = crate::setup::shutdown_signal();
     tokio::pin!(shutdown);
     if let Some(e) = elector.as_mut() {
         tokio::select! {
@@ -240,21 +215,6 @@ async fn controllers(client: Client, ctx: Arc<Context>) {
             }
         });
     tokio::join!(claim_runner, volume_runner);
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
 }
 
 #[cfg(test)]
