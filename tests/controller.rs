@@ -1,11 +1,11 @@
 //! Controller service over a real Unix socket against a real local share: idempotency, capacity
-//! records, delete policies, hostile ids and trees, pagination, and trash recovery after a restart.
+//! records, refused input, templates, pagination, lookups and expansion.
 
 mod common;
 
-use common::{Driver, cap, create_req, eventually, ls};
+use common::{Driver, cap, create, create_req, delete, ls};
 use nfs_subdir_csi::csi::pb::{self, volume_capability::access_mode::Mode};
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::PermissionsExt;
 use tonic::Code;
 
 const GIB: i64 = 1 << 30;
@@ -14,13 +14,7 @@ const GIB: i64 = 1 << 30;
 async fn create_is_idempotent_and_capacity_is_recorded() {
     let d = Driver::start(&[]).await;
     let mut c = d.controller();
-    let v1 = c
-        .create_volume(create_req("pvc-a", GIB, &[]))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v1 = create(&mut c, "pvc-a", GIB, &[]).await;
     assert_eq!(v1.capacity_bytes, GIB);
     assert!(v1.volume_id.starts_with("nsc1##"), "{}", v1.volume_id);
     let dir = d.share().join("pvc-a");
@@ -29,13 +23,7 @@ async fn create_is_idempotent_and_capacity_is_recorded() {
         0o777
     );
 
-    let again = c
-        .create_volume(create_req("pvc-a", GIB, &[]))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let again = create(&mut c, "pvc-a", GIB, &[]).await;
     assert_eq!(again.volume_id, v1.volume_id);
     let err = c
         .create_volume(create_req("pvc-a", 2 * GIB, &[]))
@@ -133,204 +121,9 @@ async fn bad_input_is_refused_and_touches_nothing() {
     let outside = tempfile::tempdir().unwrap();
     std::fs::create_dir(outside.path().join("data")).unwrap();
     let foreign = format!("nsc1##{}#data#delete#", outside.path().display());
-    c.delete_volume(pb::DeleteVolumeRequest {
-        volume_id: foreign,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    delete(&mut c, &foreign).await;
     assert!(outside.path().join("data").is_dir());
     assert_eq!(ls(outside.path()), vec!["data"]);
-}
-
-#[tokio::test]
-async fn delete_handles_deep_trees_read_only_entries_and_planted_symlinks() {
-    let d = Driver::start(&[]).await;
-    let mut c = d.controller();
-    let victim = c
-        .create_volume(create_req("pvc-victim", GIB, &[]))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
-    std::fs::write(d.share().join("pvc-victim/keep.txt"), "sibling data").unwrap();
-    let outside = tempfile::tempdir().unwrap();
-    std::fs::write(outside.path().join("keep.txt"), "outside data").unwrap();
-
-    let vol = c
-        .create_volume(create_req("pvc-doomed", GIB, &[]))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
-    let root = d.share().join("pvc-doomed");
-    let mut deep = root.clone();
-    for i in 0..300 {
-        deep = deep.join(format!("d{i}"));
-    }
-    std::fs::create_dir_all(&deep).unwrap();
-    std::fs::write(deep.join("bottom.txt"), "x").unwrap();
-    let ro_dir = root.join("readonly");
-    std::fs::create_dir(&ro_dir).unwrap();
-    std::fs::write(ro_dir.join("locked.txt"), "x").unwrap();
-    std::fs::set_permissions(
-        ro_dir.join("locked.txt"),
-        std::fs::Permissions::from_mode(0o444),
-    )
-    .unwrap();
-    std::fs::set_permissions(&ro_dir, std::fs::Permissions::from_mode(0o555)).unwrap();
-    symlink(d.share().join("pvc-victim"), root.join("to-sibling")).unwrap();
-    symlink("../pvc-victim", root.join("to-sibling-relative")).unwrap();
-    symlink(outside.path(), root.join("to-outside")).unwrap();
-    symlink("/", root.join("to-root")).unwrap();
-    symlink(
-        outside.path().join("keep.txt"),
-        ro_dir.join("to-outside-file"),
-    )
-    .unwrap();
-
-    c.delete_volume(pb::DeleteVolumeRequest {
-        volume_id: vol.volume_id.clone(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    assert!(!root.exists(), "volume directory still there");
-    let trash = d.share().join(".nfs-subdir-csi/trash");
-    assert!(
-        eventually(|| ls(&trash).is_empty()).await,
-        "trash not emptied: {:?}\n{}",
-        ls(&trash),
-        d.log()
-    );
-    assert_eq!(
-        std::fs::read_to_string(d.share().join("pvc-victim/keep.txt")).unwrap(),
-        "sibling data"
-    );
-    assert_eq!(
-        std::fs::read_to_string(outside.path().join("keep.txt")).unwrap(),
-        "outside data"
-    );
-    assert!(std::path::Path::new("/etc/passwd").exists());
-
-    // Deleting again, or an id that was never ours, is fine.
-    c.delete_volume(pb::DeleteVolumeRequest {
-        volume_id: vol.volume_id,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    c.delete_volume(pb::DeleteVolumeRequest {
-        volume_id: "fake-volume-id".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    // The sibling is still a live volume.
-    let got = c
-        .controller_get_volume(pb::ControllerGetVolumeRequest {
-            volume_id: victim.volume_id,
-        })
-        .await
-        .unwrap();
-    assert!(
-        !got.into_inner()
-            .status
-            .unwrap()
-            .volume_condition
-            .unwrap()
-            .abnormal
-    );
-}
-
-#[tokio::test]
-async fn a_volume_directory_replaced_by_a_symlink_is_not_followed() {
-    let d = Driver::start(&[]).await;
-    let mut c = d.controller();
-    let vol = c
-        .create_volume(create_req("pvc-swapped", GIB, &[]))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
-    let outside = tempfile::tempdir().unwrap();
-    std::fs::write(outside.path().join("keep.txt"), "outside").unwrap();
-    std::fs::remove_dir(d.share().join("pvc-swapped")).unwrap();
-    symlink(outside.path(), d.share().join("pvc-swapped")).unwrap();
-    c.delete_volume(pb::DeleteVolumeRequest {
-        volume_id: vol.volume_id,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let trash = d.share().join(".nfs-subdir-csi/trash");
-    assert!(eventually(|| ls(&trash).is_empty()).await);
-    assert_eq!(
-        std::fs::read_to_string(outside.path().join("keep.txt")).unwrap(),
-        "outside"
-    );
-}
-
-#[tokio::test]
-async fn retain_and_archive_keep_the_data() {
-    let d = Driver::start(&[]).await;
-    let mut c = d.controller();
-    for (name, policy) in [("pvc-keep", "retain"), ("pvc-arch", "archive")] {
-        let v = c
-            .create_volume(create_req(name, GIB, &[("onDelete", policy)]))
-            .await
-            .unwrap()
-            .into_inner()
-            .volume
-            .unwrap();
-        std::fs::write(d.share().join(name).join("data"), policy).unwrap();
-        c.delete_volume(pb::DeleteVolumeRequest {
-            volume_id: v.volume_id,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
-    assert_eq!(
-        std::fs::read_to_string(d.share().join("pvc-keep/data")).unwrap(),
-        "retain"
-    );
-    assert_eq!(
-        std::fs::read_to_string(d.share().join("archived-pvc-arch/data")).unwrap(),
-        "archive"
-    );
-    assert!(!d.share().join("pvc-arch").exists());
-    // Archiving the same name again keeps the first archive.
-    let v = c
-        .create_volume(create_req("pvc-arch", GIB, &[("onDelete", "archive")]))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
-    c.delete_volume(pb::DeleteVolumeRequest {
-        volume_id: v.volume_id,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    assert_eq!(
-        ls(&d.share())
-            .iter()
-            .filter(|n| n.starts_with("archived-pvc-arch"))
-            .count(),
-        2
-    );
-    // Retained and archived volumes are no longer listed.
-    let list = c
-        .list_volumes(pb::ListVolumesRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(list.entries.is_empty(), "{:?}", list.entries);
 }
 
 #[tokio::test]
@@ -346,13 +139,7 @@ async fn templates_place_directories_by_claim() {
         ("csi.storage.k8s.io/pvc/namespace", "default"),
         ("csi.storage.k8s.io/pv/name", "pvc-1234"),
     ];
-    let v = c
-        .create_volume(create_req("pvc-1234", GIB, &params))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v = create(&mut c, "pvc-1234", GIB, &params).await;
     assert!(
         d.share()
             .join("default/redis-100m-pvc-redis-pv-sts-0")
@@ -362,12 +149,7 @@ async fn templates_place_directories_by_claim() {
         v.volume_context.get("subDir").map(String::as_str),
         Some("default/redis-100m-pvc-redis-pv-sts-0")
     );
-    c.delete_volume(pb::DeleteVolumeRequest {
-        volume_id: v.volume_id,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    delete(&mut c, &v.volume_id).await;
     assert!(
         !d.share()
             .join("default/redis-100m-pvc-redis-pv-sts-0")
@@ -382,12 +164,8 @@ async fn list_pages_through_every_volume_and_refuses_foreign_tokens() {
     let mut made = Vec::new();
     for i in 0..7 {
         made.push(
-            c.create_volume(create_req(&format!("pvc-{i}"), GIB, &[]))
+            create(&mut c, &format!("pvc-{i}"), GIB, &[])
                 .await
-                .unwrap()
-                .into_inner()
-                .volume
-                .unwrap()
                 .volume_id,
         );
     }
@@ -439,13 +217,7 @@ async fn lookups_report_missing_volumes_and_real_capacity() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let v = c
-        .create_volume(create_req("pvc-gone", GIB, &[]))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v = create(&mut c, "pvc-gone", GIB, &[]).await;
     std::fs::remove_dir(d.share().join("pvc-gone")).unwrap();
     let got = c
         .controller_get_volume(pb::ControllerGetVolumeRequest {
@@ -473,40 +245,10 @@ async fn lookups_report_missing_volumes_and_real_capacity() {
 }
 
 #[tokio::test]
-async fn a_restart_finishes_deletes_left_in_the_trash() {
-    let d = Driver::start(&[]).await;
-    let mut c = d.controller();
-    c.create_volume(create_req("pvc-first", GIB, &[]))
-        .await
-        .unwrap();
-    let dir = d.stop();
-    // As if the driver died between the rename into the trash and the removal.
-    let left = dir
-        .path()
-        .join("share/.nfs-subdir-csi/trash/1700000000-crashed");
-    std::fs::create_dir_all(left.join("a/b/c")).unwrap();
-    std::fs::write(left.join("a/b/c/file"), "x").unwrap();
-    let d = Driver::start_in(dir, &[]).await;
-    let trash = d.share().join(".nfs-subdir-csi/trash");
-    assert!(
-        eventually(|| ls(&trash).is_empty()).await,
-        "left over: {:?}",
-        ls(&trash)
-    );
-    assert!(d.share().join("pvc-first").is_dir());
-}
-
-#[tokio::test]
 async fn expansion_records_the_larger_size() {
     let d = Driver::start(&[]).await;
     let mut c = d.controller();
-    let v = c
-        .create_volume(create_req("pvc-grow", GIB, &[]))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v = create(&mut c, "pvc-grow", GIB, &[]).await;
     let expand = |bytes: i64| pb::ControllerExpandVolumeRequest {
         volume_id: v.volume_id.clone(),
         capacity_range: Some(pb::CapacityRange {

@@ -163,6 +163,31 @@ pub fn create_req(name: &str, bytes: i64, params: &[(&str, &str)]) -> pb::Create
     }
 }
 
+/// Creates a volume that must succeed and returns it.
+pub async fn create(
+    c: &mut ControllerClient<Channel>,
+    name: &str,
+    bytes: i64,
+    params: &[(&str, &str)],
+) -> pb::Volume {
+    let resp = c.create_volume(create_req(name, bytes, params)).await;
+    resp.unwrap_or_else(|e| panic!("create {name}: {e:?}"))
+        .into_inner()
+        .volume
+        .expect("volume")
+}
+
+/// Deletes a volume; the call must succeed.
+pub async fn delete(c: &mut ControllerClient<Channel>, id: &str) {
+    let req = pb::DeleteVolumeRequest {
+        volume_id: id.to_owned(),
+        ..Default::default()
+    };
+    c.delete_volume(req)
+        .await
+        .unwrap_or_else(|e| panic!("delete {id}: {e:?}"));
+}
+
 /// Waits until `cond` holds (at most 10 s); returns whether it did.
 pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     let started = Instant::now();
