@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Server-side dry run of every manifest the project ships, against the real kube-apiserver: each
-# YAML file under deploy/ (the Helm chart rendered with `helm template`) and examples/, plus
-# deploy/ through kustomize. The apiserver runs its full validation and admission, so a wrong
-# field, type or enum value fails here. Namespaces the manifests use are created for real first
-# (a dry run cannot create the namespace the other objects need).
+# YAML file under deploy/ (deploy/provisioner/ included; the Helm chart rendered with
+# `helm template`) and examples/, plus every kustomization (deploy/, deploy/provisioner/). The
+# apiserver runs its full validation and admission, so a wrong field, type or enum value fails
+# here. Namespaces the manifests use are created for real first (a dry run cannot create the
+# namespace the other objects need).
 # Prints PASS or FAIL last; exits non-zero on failure.
 #
 #   bash tests/k8s/dry-run.sh [workdir]
@@ -55,9 +56,14 @@ dry_run() { # <kubectl apply source args...>
 for f in "${FILES[@]}" "${CHARTS[@]}"; do
   check "server-side dry run: ${f#"$DIR/"}" dry_run -f "$f"
 done
-if [ -f deploy/kustomization.yaml ]; then
-  check "server-side dry run: kubectl apply -k deploy" dry_run -k deploy
-fi
-nothing_created() { [ -z "$(kubectl get csidriver,storageclass,statefulset -A -o name 2>/dev/null)" ]; }
+# Every kustomization: deploy/ (the CSI driver) and deploy/provisioner/ (the sidecar-free mode).
+mapfile -t KUSTOMIZATIONS < <(find deploy -name kustomization.yaml -not -path 'deploy/helm/*' -printf '%h\n' | sort)
+for k in "${KUSTOMIZATIONS[@]}"; do
+  check "server-side dry run: kubectl apply -k $k" dry_run -k "$k"
+done
+nothing_created() {
+  [ -z "$(kubectl get csidriver,storageclass,statefulset,deployment,daemonset -A -o name 2>/dev/null)" ] &&
+  [ -z "$(kubectl get clusterrole,clusterrolebinding -o name 2>/dev/null | grep nfs-subdir)" ]
+}
 check "the dry runs created nothing" nothing_created
 log "dry run done in $(since "$T0")"

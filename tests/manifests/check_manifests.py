@@ -5,17 +5,24 @@ Run by tests/manifests/validate.sh, which provides the tools (a venv with
 kubernetes-validate, a pinned Helm, a kustomize). Checks, each printed as one
 PASS/FAIL line:
 
-  * every YAML in deploy/ (plain manifests) and examples/ and the rendered Helm
-    chart validates against the Kubernetes OpenAPI schemas in strict mode
-    (unknown fields fail), for the newest and the oldest supported version;
+  * every YAML in deploy/ (plain manifests), deploy/provisioner/ (the
+    sidecar-free mode) and examples/ and the rendered Helm chart validates
+    against the Kubernetes OpenAPI schemas in strict mode (unknown fields
+    fail), for the newest and the oldest supported version;
   * rules the API server enforces beyond the schema, and the project's own
     deployment rules (driver name everywhere, CSIDriver fields, sidecar flags,
     privileges, mount propagation, RBAC verbs, pinned images, ...);
+  * deploy/provisioner/: leader election with the pod name as identity, the
+    `nfs:` volume at --default-share equal to --nfs-server/--nfs-path, least
+    privilege, exactly the RBAC tests/k8s/scenario-b.sh runs with, classes of
+    its provisioner name, nothing clashing with deploy/;
   * the chart's default render equals the plain manifests object by object;
-  * `kustomize build deploy/` equals the plain manifests;
+  * `kustomize build` of deploy/ and deploy/provisioner/ equals their files,
+    and deploy/README.md's overlays of deploy/provisioner/ build and pass;
   * the examples' storageClassName values exist in deploy/;
   * when a built binary exists (target/{release,debug}/nfs-subdir-csi or
-    $NFS_SUBDIR_CSI_BIN), every flag the manifests pass to it is one it has;
+    $NFS_SUBDIR_CSI_BIN), every flag the manifests pass to it is one it has
+    (`serve --help` / `provisioner --help`), and every env var one it reads;
   * self-tests proving a misspelled field, a chart/plain drift and a broken
     policy are each caught.
 
@@ -63,6 +70,24 @@ NAMESPACED_KINDS = {
     "StatefulSet", "Service", "PersistentVolumeClaim", "ConfigMap", "Secret",
 }
 NOT_K8S_OBJECTS = {"kustomization.yaml", "Chart.yaml", "values.yaml"}
+# The driver's subcommands that run in a pod: `serve` (CSI) and `provisioner` (sidecar-free).
+DRIVER_SUBCOMMANDS = ("serve", "provisioner")
+# deploy/provisioner/: the sidecar-free mode, a kustomization of its own.
+PROVISIONER_DIR = "provisioner"
+# The least-privilege RBAC of `nfs-subdir-csi provisioner`, as tests/k8s/scenario-b.sh's rbac()
+# proves it on a real API server: (apiGroup, resource) -> verbs. The mode must get exactly this.
+PROVISIONER_CLUSTER_RULES = {
+    ("", "persistentvolumeclaims"): {"get", "list", "watch"},
+    ("", "persistentvolumes"): {"get", "list", "watch", "create", "delete", "patch"},
+    ("storage.k8s.io", "storageclasses"): {"get", "list", "watch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+PROVISIONER_LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+# StorageClass parameters the driver knows (case-insensitive), besides csi.storage.k8s.io/*.
+# pathPattern, archiveOnDelete and volumeSource are nfs-subdir-external-provisioner's and the
+# provisioner mode's; the CSI path accepts them too.
+PROVISIONER_SC_PARAMS = {"server", "share", "subdir", "pathpattern", "ondelete", "archiveondelete",
+                         "volumesource", "mountpermissions", "mountoptions"}
 
 
 # --------------------------------------------------------------------------
@@ -368,9 +393,11 @@ def sidecar(ps: dict, image_name: str) -> dict | None:
     return None
 
 
-def driver_container(ps: dict) -> dict | None:
+def driver_container(ps: dict, subcommands: Iterable[str] = DRIVER_SUBCOMMANDS) -> dict | None:
+    """The container running our binary: one whose command/args name a driver subcommand."""
     for c in containers(ps):
-        if "serve" in (c.get("args") or []) or "serve" in (c.get("command") or []):
+        words = [str(a) for a in (c.get("args") or []) + (c.get("command") or [])]
+        if any(sub in words for sub in subcommands):
             return c
     return None
 
@@ -610,6 +637,243 @@ def namespace_rules(objs: list[dict], namespace: str = NAMESPACE) -> list[str]:
 
 
 # --------------------------------------------------------------------------
+# The sidecar-free mode: deploy/provisioner/
+
+
+def setting(c: dict, flag: str, env: str | None) -> tuple[str, str] | None:
+    """What the binary sees for `flag` (or its env var `env`) in container `c`: ("value", v) or
+    ("fieldRef", path), with $(VAR) in an arg resolved through the container's env; None when
+    unset. Flags win over env vars, as with clap."""
+    env_of = {e.get("name"): e for e in c.get("env") or []}
+
+    def from_env(name: str) -> tuple[str, str] | None:
+        e = env_of.get(name)
+        if e is None:
+            return None
+        if "value" in e:
+            return ("value", str(e["value"]))
+        ref = ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+        return ("fieldRef", ref) if ref else ("other", repr(e.get("valueFrom")))
+
+    v = flag_value(c, flag)
+    if v is not None:
+        m = re.fullmatch(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", v)
+        if m:
+            return from_env(m.group(1)) or ("value", v)
+        return ("value", v)
+    return from_env(env) if env else None
+
+
+def rbac_triples(rules: list[dict]) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for rule in rules for g in rule.get("apiGroups") or []
+            for r in rule.get("resources") or [] for v in rule.get("verbs") or []}
+
+
+def expand(rules: dict[tuple[str, str], set[str]]) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for (g, r), verbs in rules.items() for v in verbs}
+
+
+def tested_provisioner_rbac(root: Path) -> tuple[set, set] | None:
+    """The ClusterRole and Role rules of tests/k8s/scenario-b.sh's rbac() for the full account,
+    as (cluster triples, lease triples); None when the script is not there or not in that shape."""
+    f = root / "tests" / "k8s" / "scenario-b.sh"
+    if not f.is_file():
+        return None
+    text = f.read_text()
+    full = re.search(r'\$\(rbac nsc-provisioner "([^"]+)"\)', text)
+    lines = re.findall(r"(?m)^- \{apiGroups: \[([^\]]*)\], resources: \[([^\]]*)\], verbs: \[([^\]]*)\]\}",
+                       text)
+    if not full or not lines:
+        return None
+    split = lambda x: [w.strip().strip('"') for w in x.split(",") if w.strip()]  # noqa: E731
+    cluster, lease = set(), set()
+    for groups, resources, verbs in lines:
+        verbs = verbs.replace("$2", full.group(1))
+        t = rbac_triples([{"apiGroups": split(groups), "resources": split(resources), "verbs": split(verbs)}])
+        (lease if "coordination.k8s.io" in groups else cluster).update(t)
+    return cluster, lease
+
+
+def provisioner_rules(objs: list[dict], base: list[dict], base_install: bool = True) -> list[str]:
+    """deploy/provisioner/: one Deployment of `nfs-subdir-csi provisioner` with leader election,
+    the default share an `nfs:` volume matching --nfs-server/--nfs-path, exactly the tested RBAC,
+    StorageClasses of its provisioner name, and nothing that clashes with deploy/.
+    base_install=False is for overlays (deploy/README.md's): they may drop the example class and
+    add CAP_SYS_ADMIN, with what mounting then needs."""
+    p: list[str] = []
+    deps = find(objs, "Deployment")
+    if len(deps) != 1:
+        return p + [f"expected one Deployment, found {[ident(d) for d in deps]}"]
+    dep = deps[0]
+    ns = dep["metadata"].get("namespace")
+    ps = pod_spec(dep) or {}
+    c = driver_container(ps, ("provisioner",))
+    if c is None:
+        return p + [f"{ident(dep)}: no container runs `nfs-subdir-csi provisioner`"]
+    argv = [str(a) for a in (c.get("command") or [])[1:] + (c.get("args") or [])]
+    if not argv or argv[0] != "provisioner":
+        p.append(f"{ident(dep)}: `provisioner` must be the first argument, got {argv[:2]}")
+    base_ctl = find(base, "Deployment", "nfs-subdir-csi-controller")
+    if base_ctl and base_install:
+        want = (driver_container(pod_spec(base_ctl[0]) or {}) or {}).get("image")
+        if c.get("image") != want:
+            p.append(f"{ident(dep)}: image {c.get('image')!r}, deploy/controller.yaml runs {want!r}")
+
+    # Leader election: on, two replicas, identity = pod name, Lease in the pod's namespace.
+    replicas = (dep.get("spec") or {}).get("replicas", 1)
+    if not isinstance(replicas, int) or replicas < 2:
+        p.append(f"{ident(dep)}: replicas {replicas!r}, want at least 2 (one leader, one standby)")
+    le = setting(c, "--leader-elect", "LEADER_ELECT")
+    if le is not None and le[1].lower() != "true":
+        p.append(f"{ident(dep)}: leader election is off ({le[1]}); two replicas would both act")
+    ident_ = setting(c, "--leader-election-identity", "LEADER_ELECTION_IDENTITY")
+    if ident_ != ("fieldRef", "metadata.name"):
+        p.append(f"{ident(dep)}: LEADER_ELECTION_IDENTITY must come from the pod name "
+                 f"(fieldRef metadata.name), got {ident_}")
+    le_ns = setting(c, "--leader-election-namespace", "POD_NAMESPACE")
+    if le_ns not in (("fieldRef", "metadata.namespace"), ("value", ns)):
+        p.append(f"{ident(dep)}: the Lease namespace must be the pod's ({ns}), got {le_ns} "
+                 f"(the binary's default is 'default')")
+
+    # The default share: an nfs: volume at --default-share, the same export as --nfs-server/--nfs-path.
+    share = setting(c, "--default-share", "DEFAULT_SHARE")
+    server = setting(c, "--nfs-server", "NFS_SERVER")
+    path = setting(c, "--nfs-path", "NFS_PATH")
+    vols = {v.get("name"): v for v in ps.get("volumes") or []}
+    if share is None or share[0] != "value" or not share[1].startswith("/"):
+        p.append(f"{ident(dep)}: --default-share must be an absolute path, got {share}")
+    else:
+        mounts = [m for m in c.get("volumeMounts") or [] if m.get("mountPath") == share[1]]
+        if not mounts:
+            p.append(f"{ident(dep)}: --default-share {share[1]} is not a volumeMount of the container")
+        else:
+            m = mounts[0]
+            if m.get("readOnly") or m.get("subPath") or m.get("subPathExpr"):
+                p.append(f"{ident(dep)}: the default share mount must be read-write and whole: {m}")
+            nfs = (vols.get(m.get("name")) or {}).get("nfs")
+            if not nfs:
+                p.append(f"{ident(dep)}: volume {m.get('name')!r} at --default-share is not an `nfs:` volume")
+            else:
+                if nfs.get("readOnly"):
+                    p.append(f"{ident(dep)}: the nfs: volume {m.get('name')} is readOnly")
+                for what, got, want in (("server", server, nfs.get("server")), ("path", path, nfs.get("path"))):
+                    if got is None or got[0] != "value":
+                        p.append(f"{ident(dep)}: --nfs-{what} is {got}, want the nfs: volume's {what} {want!r}")
+                    elif got[1].rstrip("/") != str(want).rstrip("/"):
+                        p.append(f"{ident(dep)}: --nfs-{what} {got[1]!r} differs from the nfs: volume's "
+                                 f"{what} {want!r}: PVs would point at another directory")
+
+    # Least privilege: no privileged mode, no CAP_SYS_ADMIN, no escalation, read-only root.
+    sc = c.get("securityContext") or {}
+    caps = sc.get("capabilities") or {}
+    if sc.get("privileged"):
+        p.append(f"{ident(dep)}: the provisioner must not be privileged")
+    sys_admin = bool({"SYS_ADMIN", "CAP_SYS_ADMIN"} & set(caps.get("add") or []))
+    if sys_admin and base_install:
+        p.append(f"{ident(dep)}: the provisioner mounts nothing for its default share; no CAP_SYS_ADMIN")
+    elif sys_admin:
+        # Working mounts for classes with their own server: what deploy/controller.yaml has.
+        aa = (sc.get("appArmorProfile") or (ps.get("securityContext") or {}).get("appArmorProfile") or {})
+        if aa.get("type") != "Unconfined":
+            p.append(f"{ident(dep)}: with CAP_SYS_ADMIN the container needs appArmorProfile Unconfined to mount")
+        wmd = setting(c, "--working-mount-dir", "WORKING_MOUNT_DIR")
+        wm = [m for m in c.get("volumeMounts") or [] if wmd and m.get("mountPath") == wmd[1]]
+        if not wm or "emptyDir" not in (vols.get(wm[0].get("name")) or {}):
+            p.append(f"{ident(dep)}: with CAP_SYS_ADMIN, --working-mount-dir ({wmd}) must be an emptyDir "
+                     f"mount (the root filesystem is read-only)")
+    if "ALL" not in (caps.get("drop") or []):
+        p.append(f"{ident(dep)}: capabilities must drop ALL")
+    if sc.get("allowPrivilegeEscalation") is not False and not sys_admin:
+        p.append(f"{ident(dep)}: allowPrivilegeEscalation must be false")
+    if sc.get("readOnlyRootFilesystem") is not True:
+        p.append(f"{ident(dep)}: readOnlyRootFilesystem must be true")
+    for v in ps.get("volumes") or []:
+        if "hostPath" in v:
+            p.append(f"{ident(dep)}: volume {v.get('name')} is a hostPath; the provisioner needs none")
+    if ps.get("hostNetwork"):
+        p.append(f"{ident(dep)}: hostNetwork is not needed")
+
+    # RBAC: exactly the tested rules, bound to the pod's ServiceAccount.
+    sa = ps.get("serviceAccountName")
+    if not [o for o in find(objs, "ServiceAccount", sa) if o["metadata"].get("namespace") == ns]:
+        p.append(f"{ident(dep)}: serviceAccountName {sa!r} has no ServiceAccount in {ns}")
+
+    def bound(kind: str, role_kind: str, role_ns: str | None) -> set[tuple[str, str, str]]:
+        out: set[tuple[str, str, str]] = set()
+        for b in find(objs, kind):
+            ref = b.get("roleRef") or {}
+            roles = [r for r in find(objs, role_kind, ref.get("name"))
+                     if r["metadata"].get("namespace") == (b["metadata"].get("namespace") if role_ns else None)]
+            if ref.get("kind") != role_kind or not roles:
+                p.append(f"{ident(b)}: roleRef {ref.get('kind')}/{ref.get('name')} does not exist here")
+            subs = b.get("subjects") or []
+            for s_ in subs:
+                if (s_.get("kind"), s_.get("name"), s_.get("namespace")) != ("ServiceAccount", sa, ns):
+                    p.append(f"{ident(b)}: binds {s_.get('kind')} {s_.get('namespace')}/{s_.get('name')}, "
+                             f"not the provisioner's ServiceAccount {ns}/{sa}")
+            if role_ns and b["metadata"].get("namespace") != role_ns:
+                p.append(f"{ident(b)}: in namespace {b['metadata'].get('namespace')}, the Lease is in {role_ns}")
+            if any(s_.get("name") == sa for s_ in subs):
+                for r in roles:
+                    out |= rbac_triples(r.get("rules") or [])
+        return out
+
+    cluster = bound("ClusterRoleBinding", "ClusterRole", None)
+    lease_ns = le_ns[1] if le_ns and le_ns[0] == "value" else ns
+    lease = bound("RoleBinding", "Role", lease_ns)
+    for got, want, what in ((cluster, expand(PROVISIONER_CLUSTER_RULES), "ClusterRole"),
+                            (lease, expand(PROVISIONER_LEASE_RULES), f"Role in {lease_ns}")):
+        for g, r, v in sorted(want - got):
+            p.append(f"{what}: lacks {v} on {r}{'.' + g if g else ''} (tests/k8s/scenario-b.sh needs it)")
+        for g, r, v in sorted(got - want):
+            p.append(f"{what}: grants {v} on {r}{'.' + g if g else ''}, beyond the tested minimal RBAC")
+    for r in find(objs, "ClusterRole") + find(objs, "Role"):
+        for rule in r.get("rules") or []:
+            if "*" in (rule.get("verbs") or []) or "*" in (rule.get("resources") or []):
+                p.append(f"{ident(r)}: rule uses a wildcard: {rule}")
+
+    # StorageClasses: answered by this provisioner, known parameters, nfs: PVs on the default share.
+    name = setting(c, "--provisioner-name", "PROVISIONER_NAME")
+    name = name[1] if name and name[0] == "value" else DRIVER_NAME
+    scs = find(objs, "StorageClass")
+    if not scs and base_install:
+        p.append("no StorageClass example")
+    for s_ in scs:
+        sn = s_["metadata"]["name"]
+        if s_.get("provisioner") != name:
+            p.append(f"StorageClass {sn}: provisioner {s_.get('provisioner')!r}, the Deployment's "
+                     f"--provisioner-name is {name!r}")
+        params = {str(k): str(v) for k, v in (s_.get("parameters") or {}).items()}
+        for k in params:
+            if k.lower() not in PROVISIONER_SC_PARAMS and not k.startswith("csi.storage.k8s.io/"):
+                p.append(f"StorageClass {sn}: parameter {k!r} is unknown to the driver")
+        lower = {k.lower(): v for k, v in params.items()}
+        if "server" not in lower and lower.get("volumesource", "csi").strip().lower() != "nfs":
+            p.append(f"StorageClass {sn}: on the default share it needs volumeSource: nfs (csi PVs "
+                     f"would need deploy/'s node plugin)")
+        if s_.get("volumeBindingMode", "Immediate") not in ("Immediate", "WaitForFirstConsumer"):
+            p.append(f"StorageClass {sn}: volumeBindingMode {s_.get('volumeBindingMode')!r}")
+        if sn in ("nfs-client", "nfs-client-retain"):
+            p.append(f"StorageClass {sn}: deploy/storageclasses.yaml owns that name (and parameters "
+                     f"are immutable); use another")
+
+    # Living next to deploy/: the shared Namespace identical, every other object distinctly named.
+    base_idx = index(base)
+    for o in objs:
+        other = base_idx.get(ident(o))
+        if o.get("kind") == "Namespace":
+            if other is None:
+                p.append(f"{ident(o)}: deploy/ defines no such Namespace")
+            else:
+                p += [f"{ident(o)} differs from deploy/namespace.yaml: {d}"
+                      for d in diff(o, other, "", "deploy/provisioner/", "deploy/")]
+        elif other is not None:
+            p.append(f"{ident(o)}: deploy/ has an object of the same kind and name; applying one "
+                     f"install would overwrite the other's")
+    return p
+
+
+# --------------------------------------------------------------------------
 # Examples
 
 
@@ -707,12 +971,15 @@ def find_driver_binary(root: Path) -> Path | None:
 
 
 def cli_flag_problems(binary: Path, objs: list[dict]) -> tuple[list[str], int]:
-    """Every subcommand and --flag the manifests pass to the driver must exist in its --help."""
+    """Every subcommand and --flag the manifests pass to the driver must exist in its --help, and
+    every env var of the driver container must be one that subcommand reads (`[env: NAME=]`) or
+    one its args use as $(NAME)."""
     rc, top, err = run([str(binary), "--help"])
     if rc != 0:
         return [f"`{binary} --help` exited {rc}: {err.strip()}"], 0
     problems: list[str] = []
     known: dict[str, set[str]] = {}
+    known_env: dict[str, set[str]] = {}
     n = 0
     for o in objs:
         ps = pod_spec(o)
@@ -725,9 +992,12 @@ def cli_flag_problems(binary: Path, objs: list[dict]) -> tuple[list[str], int]:
             rc, out, err = run([str(binary), sub, "--help"])
             if rc != 0:
                 problems.append(f"{ident(o)}: subcommand {sub!r}: `--help` exited {rc}: {err.strip()}")
-                known[sub] = set()
-                continue
-            known[sub] = set(re.findall(r"(?m)^\s+(?:-\w, )?(--[a-z0-9][a-z0-9-]*)", out))
+                known[sub], known_env[sub] = set(), set()
+            else:
+                known[sub] = set(re.findall(r"(?m)^\s+(?:-\w, )?(--[a-z0-9][a-z0-9-]*)", out))
+                known_env[sub] = set(re.findall(r"\[env: ([A-Za-z_][A-Za-z0-9_]*)=", out))
+        if not known[sub]:  # no such subcommand: reported once above
+            continue
         for a in argv[1:]:
             if a.startswith("--"):
                 n += 1
@@ -735,6 +1005,13 @@ def cli_flag_problems(binary: Path, objs: list[dict]) -> tuple[list[str], int]:
                 if flag not in known[sub]:
                     problems.append(f"{ident(o)}: `{sub} {flag}` is not a flag of the binary "
                                     f"(known: {' '.join(sorted(known[sub]))})")
+        used = {r for a in argv for r in re.findall(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)", a)}
+        for e in c.get("env") or []:
+            name = str(e.get("name"))
+            n += 1
+            if name not in known_env[sub] and name not in used and name != "RUST_LOG":
+                problems.append(f"{ident(o)}: env {name} is neither read by `{sub}` nor used as $({name}) "
+                                f"in its args (`{sub} --help` reads: {' '.join(sorted(known_env[sub]))})")
     return problems, n
 
 
@@ -782,15 +1059,21 @@ def main() -> int:
           f"{' and '.join(K8S_VERSIONS)}; strict (unknown fields fail)")
 
     # ---- 1. strict schema validation of every file
-    rep.section("schema: deploy/*.yaml and examples/**/*.yaml")
+    rep.section("schema: deploy/*.yaml, deploy/provisioner/*.yaml and examples/**/*.yaml")
     plain_files = sorted(p for p in deploy.glob("*.yaml") if p.name not in NOT_K8S_OBJECTS)
     plain_files += sorted(p for p in deploy.glob("*.yml") if p.name not in NOT_K8S_OBJECTS)
+    prov_dir = deploy / PROVISIONER_DIR
+    prov_files = sorted(p for p in list(prov_dir.glob("*.yaml")) + list(prov_dir.glob("*.yml"))
+                        if p.name not in NOT_K8S_OBJECTS)
     example_files = sorted(list((root / "examples").rglob("*.yaml")) + list((root / "examples").rglob("*.yml")))
     if not plain_files:
         rep.fail("deploy/ has manifests", "no deploy/*.yaml found")
+    if not prov_files:
+        rep.fail("deploy/provisioner/ has manifests", "no deploy/provisioner/*.yaml found")
     plain: list[dict] = []
+    prov: list[dict] = []
     plain_by_file: dict[Path, list[dict]] = {}
-    for f in plain_files + example_files:
+    for f in plain_files + prov_files + example_files:
         problems, n = validate_file(f)
         rep.check(f"schema {f.relative_to(root)}", problems, f"{n} object{'s' if n != 1 else ''}")
         try:  # a schema failure is reported above; the later checks still see the objects
@@ -800,8 +1083,11 @@ def main() -> int:
         plain_by_file[f] = docs
         if f.parent == deploy:
             plain += docs
+        elif f.parent == prov_dir:
+            prov += docs
 
     sc_names: set[str] = set()
+    overlay_objs: list[dict] = []
     rendered: list[dict] | None = None
     custom_objs: list[dict] | None = None
     # ---- 2. API-server rules and pinned images, on everything
@@ -825,6 +1111,28 @@ def main() -> int:
                   [f"{o['metadata']['name']}: {o.get('provisioner')}" for o in find(plain, "StorageClass")
                    if o.get("provisioner") != DRIVER_NAME] or ([] if sc_names else ["no StorageClass in deploy/"]),
                   f"{', '.join(sorted(sc_names))} -> {DRIVER_NAME}")
+
+    # ---- 3b. the sidecar-free mode
+    with guard(rep, 'sidecar-free provisioner (deploy/provisioner/)'):
+        rep.section("sidecar-free provisioner (deploy/provisioner/)")
+        rep.check("provisioner Deployment: 2 replicas, leader election (identity = pod name, Lease in its "
+                  "namespace), nfs: volume = --default-share with --nfs-server/--nfs-path, least privilege; "
+                  "exactly the tested RBAC; StorageClasses of its name with volumeSource nfs; no clash with deploy/",
+                  provisioner_rules(prov, plain),
+                  f"{len(prov)} objects")
+        rep.check(f"deploy/provisioner/: namespaced objects in {NAMESPACE}, which its namespace.yaml defines",
+                  namespace_rules(prov))
+        tested = tested_provisioner_rbac(root)
+        if tested is None:
+            print("SKIP tested RBAC vs tests/k8s/scenario-b.sh (rbac() not found in the expected shape)")
+        else:
+            cl, le = tested
+            d = [f"ClusterRole rules: {t} only in scenario-b.sh" for t in sorted(cl - expand(PROVISIONER_CLUSTER_RULES))]
+            d += [f"ClusterRole rules: {t} only in check_manifests.py" for t in sorted(expand(PROVISIONER_CLUSTER_RULES) - cl)]
+            d += [f"Role rules: {t} only in scenario-b.sh" for t in sorted(le - expand(PROVISIONER_LEASE_RULES))]
+            d += [f"Role rules: {t} only in check_manifests.py" for t in sorted(expand(PROVISIONER_LEASE_RULES) - le)]
+            rep.check("the minimal RBAC checked here is the one tests/k8s/scenario-b.sh runs with", d,
+                      f"{len(cl)} + {len(le)} verb grants")
 
     # ---- 4. examples
     with guard(rep, 'examples'):
@@ -859,6 +1167,58 @@ def main() -> int:
                           f"{len(built)} objects")
         else:
             print("SKIP kustomize build (no kustomize or kubectl available)")
+        kfile = prov_dir / "kustomization.yaml"
+        try:
+            kust = load_file(kfile)[0]
+            listed = set(kust.get("resources") or [])
+            on_disk = {p.name for p in prov_files}
+            problems = [f"{n}: in deploy/provisioner/ but not in its kustomization.yaml" for n in sorted(on_disk - listed)]
+            problems += [f"{n}: listed in deploy/provisioner/kustomization.yaml but missing"
+                         for n in sorted(listed - on_disk)]
+        except (OSError, yaml.YAMLError, IndexError, ValueError) as e:
+            problems = [f"{kfile}: {e}"]
+        rep.check("deploy/provisioner/kustomization.yaml lists every deploy/provisioner/*.yaml", problems)
+        if args.kustomize:
+            rc, out, err = run(args.kustomize.split() + [str(prov_dir)])
+            if rc != 0:
+                rep.fail(f"`{args.kustomize} deploy/provisioner/` builds", f"exit {rc}: {err.strip()}")
+            else:
+                built = load_docs(out)
+                rep.check(f"`{args.kustomize} deploy/provisioner/` equals deploy/provisioner/*.yaml",
+                          compare_sets(built, prov, "kustomize build", "deploy/provisioner/*.yaml"),
+                          f"{len(built)} objects")
+            # The overlays deploy/README.md tells users to write must build and stay valid.
+            overlays = readme_overlays(deploy / "README.md")
+            if len(overlays) < 3:
+                rep.fail("deploy/README.md: the sidecar-free section's overlays found",
+                         f"found {len(overlays)} (want the install overlay, the mount patch, the migration overlay)")
+            with tempfile.TemporaryDirectory(prefix="nfs-subdir-csi-overlays-") as tmp:
+                before: list[dict] | None = None
+                for i, (title, text) in enumerate(overlays):
+                    built, err = build_overlay(args.kustomize, prov_dir, text, Path(tmp) / f"o{i}")
+                    name = f"deploy/README.md overlay `{title}` builds and passes the provisioner rules"
+                    if built is None:
+                        rep.fail(name, err)
+                        continue
+                    overlay_objs += built
+                    problems = []
+                    if " + the patch " in title and before is not None and not compare_sets(built, before, "a", "b"):
+                        problems.append("the added patch changed nothing")
+                    before = built
+                    problems += [q for o in built for q in schema_problems(o) + apiserver_rules(o) + image_rules(o)]
+                    problems += provisioner_rules(built, plain, base_install=False) + namespace_rules(built)
+                    c = driver_container(pod_spec(find(built, "Deployment")[0]) or {}, ("provisioner",)) \
+                        if find(built, "Deployment") else None
+                    changed = {k: setting(c, f, e) for k, f, e in (
+                        ("name", "--provisioner-name", "PROVISIONER_NAME"),
+                        ("server", "--nfs-server", "NFS_SERVER"))} if c else {}
+                    if "migrate" in title and changed.get("name") == ("value", DRIVER_NAME):
+                        problems.append("the migration overlay leaves --provisioner-name at the default")
+                    if changed.get("server") == ("value", "nfs-server.example.com"):
+                        problems.append("the overlay's NFS_SERVER patch did not apply")
+                    rep.check(name, problems, f"{len(built)} objects")
+        else:
+            print("SKIP kustomize build of deploy/provisioner/ and of deploy/README.md's overlays")
 
     # ---- 6. Helm chart
     with guard(rep, 'Helm chart'):
@@ -937,10 +1297,11 @@ def main() -> int:
             print("SKIP no built nfs-subdir-csi binary (cargo build, or set NFS_SUBDIR_CSI_BIN)")
         else:
             shown = binary.relative_to(root) if binary.is_relative_to(root) else binary
-            objs = plain + (rendered or []) + (custom_objs or [])
+            objs = plain + prov + overlay_objs + (rendered or []) + (custom_objs or [])
             problems, n = cli_flag_problems(binary, objs)
-            rep.check(f"every driver flag in deploy/ and the chart exists in `{shown} serve --help`",
-                      problems, f"{n} flag uses checked")
+            rep.check(f"every driver flag and env var in deploy/, deploy/provisioner/ and the chart exists in "
+                      f"`{shown} serve --help` / `provisioner --help`",
+                      problems, f"{n} flag and env uses checked")
             bad = copy.deepcopy(find(plain, "DaemonSet"))
             for o in bad:
                 driver_container(pod_spec(o))["args"].append("--node-id=typo")
@@ -948,6 +1309,19 @@ def main() -> int:
             rep.check("self-test: a flag the binary lacks (--node-id) is caught",
                       [] if any("--node-id" in x for x in q) else ["--node-id was accepted"],
                       q[0] if q else "")
+            bad = copy.deepcopy(find(prov, "Deployment"))
+            for o in bad:
+                c = driver_container(pod_spec(o))
+                c["args"].append("--leader-election-id=typo")
+                c.setdefault("env", []).append({"name": "LEADER_ELECTION_ID", "value": "typo"})
+                c["args"].append("--log-format=$(LOG_LEVEL)")
+                c["env"].append({"name": "LOG_LEVEL", "value": "json"})
+            q, _ = cli_flag_problems(binary, bad)
+            missing = [w for w in ("`provisioner --leader-election-id`", "env LEADER_ELECTION_ID ")
+                       if not any(w in x for x in q)]
+            missing += [f"env LOG_LEVEL (used as $(LOG_LEVEL)) was flagged: {x}" for x in q if "LOG_LEVEL" in x]
+            rep.check("self-test: a provisioner flag (--leader-election-id) and env var (LEADER_ELECTION_ID) "
+                      "the binary lacks are caught", missing, f"{len(q)} problems found")
 
     # ---- 8. self-tests: the checks above can fail
     with guard(rep, 'self-tests: the checks above can fail'):
@@ -958,6 +1332,10 @@ def main() -> int:
                 ("node.yaml", "mountPropagation:", "mountPropogation:", "mountPropogation"),
                 ("storageclasses.yaml", "reclaimPolicy:", "reclaimPolicyy:", "reclaimPolicyy"),
                 ("controller.yaml", "serviceAccountName:", "serviceAcountName:", "serviceAcountName"),
+                ("provisioner/deployment.yaml", "readOnlyRootFilesystem:", "readOnlyRootFileSystem:",
+                 "readOnlyRootFileSystem"),
+                ("provisioner/storageclass.yaml", "volumeBindingMode:", "volumeBindingModes:",
+                 "volumeBindingModes"),
             ]
             for fname, good, bad, word in typo_cases:
                 src = deploy / fname
@@ -965,9 +1343,9 @@ def main() -> int:
                 if not src.is_file() or good not in src.read_text():
                     rep.fail(name, f"deploy/{fname} has no {good!r} to misspell")
                     continue
-                pristine = tmpd / f"pristine-{fname}"
+                pristine = tmpd / f"pristine-{Path(fname).name}"
                 shutil.copy(src, pristine)
-                broken = tmpd / f"typo-{fname}"
+                broken = tmpd / f"typo-{Path(fname).name}"
                 broken.write_text(src.read_text().replace(good, bad, 1))
                 ok_problems, _ = validate_file(pristine)
                 bad_problems, _ = validate_file(broken)
@@ -989,6 +1367,10 @@ def main() -> int:
         policy_self_tests(rep, plain)
     except Exception as e:  # noqa: BLE001 - a crash is a failure, not a traceback
         rep.fail("policy self-tests", f"crashed: {type(e).__name__}: {e}")
+    try:
+        provisioner_self_tests(rep, prov, plain)
+    except Exception as e:  # noqa: BLE001
+        rep.fail("provisioner policy self-tests", f"crashed: {type(e).__name__}: {e}")
 
     print()
     print(f"manifests: {rep.passed} passed, {rep.failed} failed")
@@ -1021,6 +1403,122 @@ def policy_self_tests(rep: Report, plain: list[dict]) -> None:
         missing = [w for w in wants if not any(w in x for x in q)]
         rep.check("policy checks notice APE+SYS_ADMIN, a lost Bidirectional mount, a foreign provisioner",
                   [f"not caught: {w}" for w in missing], f"{len(q)} problems found")
+
+
+def readme_overlays(readme: Path) -> list[tuple[str, str]]:
+    """The kustomize overlays of deploy/provisioner/ in deploy/README.md's sidecar-free section,
+    as (title, kustomization text). A snippet that is only a `patches` entry (`- target:` or
+    `- patch:`) is tried as an addition to the overlay before it."""
+    text = readme.read_text() if readme.is_file() else ""
+    m = re.search(r"(?ms)^## Sidecar-free provisioner mode.*?(?=^## |\Z)", text)
+    if not m:
+        return []
+    out: list[tuple[str, str]] = []
+    last: tuple[str, str] | None = None
+    for indent, raw in re.findall(r"(?ms)^([ \t]*)```yaml\n(.*?)^[ \t]*```", m.group(0)):
+        # Strip the fence's indentation (a list item's), keep the snippet's own.
+        body = "".join(ln[len(indent):] if ln.startswith(indent) else ln.lstrip(" ")
+                       for ln in raw.splitlines(keepends=True))
+        lines = [ln for ln in body.splitlines() if ln.strip()]
+        if "kind: Kustomization" in body:
+            title = lines[0].lstrip("# ").strip() if lines and lines[0].startswith("#") else f"overlay {len(out) + 1}"
+            last = (title, body)
+            out.append(last)
+        elif lines and re.match(r"\s*- (target|patch):", lines[0]) and last is not None:
+            out.append((f"{last[0]} + the patch starting `{lines[0].strip()}`",
+                        last[1].rstrip("\n") + "\n" + body))
+    return out
+
+
+def build_overlay(kustomize: str, prov_dir: Path, text: str, tmp: Path) -> tuple[list[dict] | None, str]:
+    """Builds one README overlay in `tmp`, its `../deploy/provisioner` pointing at prov_dir."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    rel = os.path.relpath(prov_dir, tmp)
+    text = re.sub(r"(?m)^(\s*-\s*)\.\./deploy/provisioner\b.*$", lambda m_: m_.group(1) + rel, text)
+    (tmp / "kustomization.yaml").write_text(text)
+    rc, out, err = run(kustomize.split() + [str(tmp)])
+    if rc != 0:
+        return None, f"exit {rc}: {err.strip()}"
+    return load_docs(out), ""
+
+
+def provisioner_self_tests(rep: Report, prov: list[dict], plain: list[dict]) -> None:
+    """Each broken copy of deploy/provisioner/ must be rejected by provisioner_rules, for its fault."""
+    if provisioner_rules(prov, plain):
+        rep.fail("provisioner policy self-tests", "deploy/provisioner/ itself does not pass (see above)")
+        return
+
+    def dep(objs: list[dict]) -> dict:
+        return find(objs, "Deployment")[0]
+
+    def ctr(objs: list[dict]) -> dict:
+        return driver_container(pod_spec(dep(objs)), ("provisioner",))
+
+    def nfs_vol(objs: list[dict]) -> dict:
+        return [v for v in pod_spec(dep(objs))["volumes"] if "nfs" in v][0]["nfs"]
+
+    def one_replica(o):
+        dep(o)["spec"]["replicas"] = 1
+
+    def no_identity(o):
+        c = ctr(o)
+        c["env"] = [e for e in c["env"] if e["name"] != "LEADER_ELECTION_IDENTITY"]
+
+    def other_path(o):
+        nfs_vol(o)["path"] = "/elsewhere"
+
+    def csi_source(o):
+        for sc in find(o, "StorageClass"):
+            sc["parameters"] = {"volumeSource": "csi"}
+
+    def claim_update(o):
+        find(o, "ClusterRole")[0]["rules"].append(
+            {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["update"]})
+
+    def no_lease_create(o):
+        for r in find(o, "Role"):
+            for rule in r["rules"]:
+                rule["verbs"] = [v for v in rule["verbs"] if v != "create"]
+
+    def sys_admin(o):
+        ctr(o)["securityContext"]["capabilities"]["add"].append("SYS_ADMIN")
+
+    def foreign_class(o):
+        for sc in find(o, "StorageClass"):
+            sc["provisioner"] = "k8s-sigs.io/nfs-subdir-external-provisioner"
+
+    def base_role_name(o):
+        cr = find(o, "ClusterRole")[0]
+        old = cr["metadata"]["name"]
+        cr["metadata"]["name"] = "nfs-subdir-csi-provisioner"
+        for b in find(o, "ClusterRoleBinding"):
+            if b["roleRef"]["name"] == old:
+                b["roleRef"]["name"] = "nfs-subdir-csi-provisioner"
+
+    def ns_drift(o):
+        find(o, "Namespace")[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = "restricted"
+
+    cases = [
+        ("replicas 1", one_replica, "want at least 2"),
+        ("no LEADER_ELECTION_IDENTITY", no_identity, "LEADER_ELECTION_IDENTITY must come from the pod name"),
+        ("nfs: volume path differs from --nfs-path", other_path, "differs from the nfs: volume's path"),
+        ("volumeSource csi on the default share", csi_source, "needs volumeSource: nfs"),
+        ("ClusterRole grants update on claims", claim_update, "beyond the tested minimal RBAC"),
+        ("Role lacks create on leases", no_lease_create, "lacks create on leases"),
+        ("CAP_SYS_ADMIN added", sys_admin, "no CAP_SYS_ADMIN"),
+        ("StorageClass of another provisioner name", foreign_class, "the Deployment's --provisioner-name"),
+        ("ClusterRole named like deploy/rbac.yaml's", base_role_name, "would overwrite the other's"),
+        ("Namespace labels differ from deploy/namespace.yaml", ns_drift, "differs from deploy/namespace.yaml"),
+    ]
+    missed = []
+    for what, mutate, want in cases:
+        broken = copy.deepcopy(prov)
+        mutate(broken)
+        q = provisioner_rules(broken, plain)
+        if not any(want in x for x in q):
+            missed.append(f"{what}: not caught (wanted {want!r}; got {q[:3]})")
+    rep.check("provisioner policy notices: " + "; ".join(c[0] for c in cases), missed,
+              f"{len(cases)} broken copies rejected")
 
 
 if __name__ == "__main__":

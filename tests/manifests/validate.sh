@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Validates the Kubernetes manifests: deploy/*.yaml, the Helm chart
-# deploy/helm/nfs-subdir-csi and examples/**/*.yaml.
+# Validates the Kubernetes manifests: deploy/*.yaml, deploy/provisioner/*.yaml
+# (the sidecar-free mode), the Helm chart deploy/helm/nfs-subdir-csi and
+# examples/**/*.yaml.
 #
 #   bash tests/manifests/validate.sh
 #
@@ -16,8 +17,9 @@
 # per check and ends with `manifests: N passed, M failed`. Exits non-zero on
 # any failure.
 #
-# Run it after `cargo build` to also check the manifests' driver flags against
-# the binary's --help (target/{release,debug}/nfs-subdir-csi; skipped if absent).
+# Run it after `cargo build` to also check the manifests' driver flags and env
+# vars against the binary's `serve --help` / `provisioner --help` (the newer of
+# target/{release,debug}/nfs-subdir-csi; skipped if absent).
 #
 # Overrides: PYTHON (interpreter for the venv), HELM (a helm binary to use
 # instead of building one), KUSTOMIZE (a kustomize command, or "none"),
