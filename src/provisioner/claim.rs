@@ -117,7 +117,7 @@ async fn provision(
         )
         .await?;
     let id = VolumeId::parse(&volume.id)?;
-    let source = match params.volume_source.unwrap_or_default() {
+    let source = match source_kind(params.volume_source, ctx.nfs_export.is_some()) {
         VolumeSource::Csi => Source::Csi {
             driver: ctx.driver.clone(),
             attributes: volume.context.into_iter().collect(),
@@ -142,6 +142,17 @@ async fn provision(
     }
 }
 
+/// The PV source a class gets: its `volumeSource`, else the in-tree `nfs:` source when the
+/// provisioner was told the export behind its default share (`--nfs-server`, the way
+/// nfs-subdir-external-provisioner is set up, so its classes work unchanged), else CSI.
+fn source_kind(param: Option<VolumeSource>, knows_nfs_export: bool) -> VolumeSource {
+    match (param, knows_nfs_export) {
+        (Some(kind), _) => kind,
+        (None, true) => VolumeSource::Nfs,
+        (None, false) => VolumeSource::Csi,
+    }
+}
+
 async fn failed(claim: &PersistentVolumeClaim, ctx: &Context, e: Error) -> Error {
     tracing::warn!(error = %e, "provisioning failed");
     ctx.event(
@@ -160,4 +171,23 @@ fn claim_key(claim: &PersistentVolumeClaim) -> String {
         claim.metadata.namespace.as_deref().unwrap_or_default(),
         claim.metadata.name.as_deref().unwrap_or_default()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_without_volume_source_follow_the_provisioner_setup() {
+        assert_eq!(source_kind(None, false), VolumeSource::Csi);
+        assert_eq!(source_kind(None, true), VolumeSource::Nfs);
+        assert_eq!(
+            source_kind(Some(VolumeSource::Csi), true),
+            VolumeSource::Csi
+        );
+        assert_eq!(
+            source_kind(Some(VolumeSource::Nfs), false),
+            VolumeSource::Nfs
+        );
+    }
 }
