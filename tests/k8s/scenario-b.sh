@@ -8,7 +8,8 @@
 #   2. Two replicas start at once: one takes the Lease and finishes the job; the other only
 #      waits. Both claims of examples/redis/redis-pv-sts.yaml become Bound to PVs named
 #      pvc-<claim uid>, with exactly one directory each (nothing duplicated by the restart).
-#   3. The in-tree `nfs:` source (volumeSource: nfs), nfs-subdir-external-provisioner's
+#   3. The in-tree `nfs:` source (volumeSource: nfs, and by default with --nfs-server: an old
+#      nfs-subdir-external-provisioner class without volumeSource), its
 #      pathPattern + archiveOnDelete, a Retain class, and a class with a bad parameter.
 #   4. The claims are deleted and the leader is SIGKILLed at once: the other replica takes over,
 #      PVs and directories go (the archived one is renamed), the Retain volume and its directory
@@ -125,11 +126,12 @@ pvj() { kubectl get pv "$1" -o jsonpath="$2"; }
 # --- 1. half way: directory made, PV refused, provisioner killed
 provisioner p0 nsc-provisioner-no-create
 P0=$SPAWNED
-must "StorageClass nfs-client (provisioner $PROV, default share) applied" kubectl apply -f - <<EOF
+must "StorageClass nfs-client (provisioner $PROV, default share, CSI source) applied" kubectl apply -f - <<EOF
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata: {name: nfs-client}
 provisioner: $PROV
+parameters: {volumeSource: csi}
 reclaimPolicy: Delete
 volumeBindingMode: Immediate
 EOF
@@ -190,7 +192,6 @@ provisioner: $PROV
 parameters:
   pathPattern: "\${.PVC.namespace}/\${.PVC.annotations.nfs.io/storage-path}"
   archiveOnDelete: "true"
-  volumeSource: nfs
 ---
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
@@ -229,7 +230,7 @@ PV_INTREE=$(volume_of intree) PV_COMPAT=$(volume_of compat) PV_KEPT=$(volume_of 
 check "intree: nfs: source $NFS_SERVER:$NFS_PATH/$PV_INTREE, class mountOptions" test \
   "$(pvj "$PV_INTREE" '{.spec.nfs.server}:{.spec.nfs.path} {.spec.csi.driver} {.spec.mountOptions[*]}')" = "$NFS_SERVER:$NFS_PATH/$PV_INTREE  nfsvers=4.1"
 check "intree: directory $PV_INTREE exists" test -d "$SHARE/$PV_INTREE"
-check "compat: pathPattern gave default/my-data, PV path $NFS_PATH/default/my-data" eval \
+check "compat (no volumeSource): nfs: source by default; pathPattern gave default/my-data, PV path $NFS_PATH/default/my-data" eval \
   'test -d "$SHARE/default/my-data" && test "$(pvj "$PV_COMPAT" "{.spec.nfs.path}")" = "$NFS_PATH/default/my-data"'
 no_finalizer() { ! pvj "$1" '{.metadata.finalizers[*]}' | tr ' ' '\n' | grep -qx nfs-subdir.csi.rs/directory; }
 check "kept: reclaim Retain, no directory finalizer, directory exists" eval \
