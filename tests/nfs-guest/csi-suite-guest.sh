@@ -2,16 +2,17 @@
 # tests/nfs-guest/csi-suite-guest.sh — the driver against real kernel NFS mounts, in ONE guest boot:
 #   1. csi-sanity against `nfs-subdir-csi serve` with server=10.0.2.2 share=/export, NFSv4.1 and NFSv3
 #      (the version picked by the `mountOptions` StorageClass parameter);
-#   2. the guest scenarios of tests/nfs-guest/main.rs over gRPC (StatefulSet story, default NFS
-#      version, stale handles on the controller's working mount and on a node target, server down
-#      and back, ganesha restart), against the same driver process, plus a controller-only second
-#      driver that deletes a volume knowing nothing but its id;
+#   2. the guest scenarios of tests/nfs-guest/main.rs and its modules over gRPC (StatefulSet story,
+#      default NFS version, stale handles on the controller's working mount and on a node target,
+#      server down and back, ganesha restart), against the same driver process, plus a
+#      controller-only second driver that deletes a volume knowing nothing but its id;
 #   3. host check: the directories of deleted volumes are gone from the export, the trash is empty.
 # Normally started by tests/nfs-guest/csi-suite.sh, which builds the binaries and calls
 #   tests/nfs-guest/run.sh tests/nfs-guest/csi-suite-guest.sh
 # Environment (forwarded by csi-suite.sh through NFS_GUEST_ENV):
 #   NSC_DRIVER      the driver binary (target/debug/nfs-subdir-csi)
-#   NSC_GUEST_TEST  the compiled test binary of tests/nfs-guest/main.rs (empty: part 2 is skipped)
+#   NSC_GUEST_TEST  the compiled test binary of tests/nfs-guest/main.rs (empty: part 2 is skipped);
+#                   its one test is #[ignore]d, so it runs here with --ignored and NSC_GUEST_SUITE=1
 #   CSI_SANITY      csi-sanity binary (empty: part 1 is skipped)
 #   NSC_SANITY_VERSIONS  NFS versions for csi-sanity (default "4.1 3")
 # nfs-guest: host-phases
@@ -162,12 +163,18 @@ if [[ -n ${NSC_GUEST_TEST:-} ]]; then
   SOCK2=$W/csi2.sock
   if DRIVER2_PID=$(start_driver "$SOCK2" "$W/work2" "$RESULTS/driver2.log" --roles controller); then
     t=$(ms)
+    # The test is #[ignore]d (a plain `cargo test` cannot run it): --ignored runs it here; without
+    # NSC_GUEST_SUITE=1 it fails at once.
     NSC_GUEST_SUITE=1 NSC_SOCKET=$SOCK NSC_SOCKET2=$SOCK2 NSC_DRIVER_LOG=$DRIVER_LOG NSC_DRIVER_PID=$DRIVER_PID \
       NSC_PORT_OPTS_4="$(port_opts 4.1)" NSC_PORT_OPTS_3="$(port_opts 3)" \
-      timeout 240 "$NSC_GUEST_TEST" --nocapture --test-threads=1
-    rc=$?
+      timeout 240 "$NSC_GUEST_TEST" --ignored --exact nfs_guest_scenarios --nocapture --test-threads=1 2>&1 |
+      tee "$RESULTS/scenarios.log"
+    rc=${PIPESTATUS[0]}
     echo "csi-suite: scenarios exited $rc after $(($(ms) - t)) ms"
     ((rc == 0)) || grep -q '^FAIL ' "$RESULTS/guest.log" || fail "scenarios-exit-status ($rc)"
+    # exit 0 without the test having run (filtered out, not --ignored) must not pass quietly
+    grep -q '^nfs-guest-scenarios: .* passed, .* failed' "$RESULTS/scenarios.log" ||
+      fail "scenarios-ran (the test binary reported no scenario summary; see scenarios.log)"
     kill "$DRIVER2_PID" 2>/dev/null
   else
     fail "driver2-start"

@@ -1,0 +1,162 @@
+//! What the guest kernel shows: mounts from /proc/self/mountinfo, reads and statfs that may hang
+//! on a dead server, the driver's threads stuck in the kernel, and a raw NFS mount of the export
+//! for changing things behind the driver's back.
+
+use crate::Env;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One line of /proc/self/mountinfo.
+struct Line {
+    point: PathBuf,
+    /// Per-mount options ("rw,relatime" or "ro,…").
+    mount_opts: String,
+    fstype: String,
+    source: String,
+    super_opts: String,
+}
+
+fn mountinfo() -> Vec<Line> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let left: Vec<&str> = left.split(' ').collect();
+            let right: Vec<&str> = right.split(' ').collect();
+            Some(Line {
+                point: PathBuf::from(left.get(4)?),
+                mount_opts: left.get(5)?.to_string(),
+                fstype: right.first()?.to_string(),
+                source: right.get(1)?.to_string(),
+                super_opts: right.get(2).unwrap_or(&"").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The topmost mount at `path`: (fstype, source, super options).
+pub fn mounted_at(path: &Path) -> Option<(String, String, String)> {
+    mountinfo()
+        .into_iter()
+        .rev()
+        .find(|m| m.point == path)
+        .map(|m| (m.fstype, m.source, m.super_opts))
+}
+
+/// How many mounts are stacked at `path`.
+pub fn mounts_at(path: &Path) -> usize {
+    mountinfo().iter().filter(|m| m.point == path).count()
+}
+
+/// The topmost mount at `path` is read-only (per mount or for the whole superblock).
+pub fn read_only_at(path: &Path) -> bool {
+    mountinfo()
+        .iter()
+        .rev()
+        .find(|m| m.point == path)
+        .is_some_and(|m| {
+            [&m.mount_opts, &m.super_opts]
+                .iter()
+                .any(|o| o.split(',').any(|x| x == "ro"))
+        })
+}
+
+/// A driver's working mounts (NFS mounts at `<dir>/<key>-<random>/root`): (mount point, fstype,
+/// super options).
+pub fn working_mounts(dir: &Path) -> Vec<(PathBuf, String, String)> {
+    mountinfo()
+        .into_iter()
+        .filter(|m| {
+            m.point.parent().and_then(Path::parent) == Some(dir) && m.fstype.starts_with("nfs")
+        })
+        .map(|m| (m.point, m.fstype, m.super_opts))
+        .collect()
+}
+
+/// A mount of type `fstype` with `opts` shows NFS version `vers`.
+pub fn version_shown(vers: &str, fstype: &str, opts: &str) -> bool {
+    let want_type = if vers == "3" { "nfs" } else { "nfs4" };
+    fstype == want_type && opts.split(',').any(|o| o == format!("vers={vers}"))
+}
+
+/// Reads a file with a time bound (the server may be down).
+pub async fn read_bounded(path: &Path, within: Duration) -> Result<String, String> {
+    let p = path.to_owned();
+    let task = tokio::task::spawn_blocking(move || std::fs::read_to_string(p));
+    match tokio::time::timeout(within, task).await {
+        Ok(Ok(Ok(s))) => Ok(s),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} ms", within.as_millis())),
+    }
+}
+
+/// statfs of `path`: "ok" or the errno (ESTALE for a stale handle).
+pub fn errno_of(path: &Path) -> String {
+    match nix::sys::statvfs::statvfs(path) {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("{e}"),
+    }
+}
+
+/// Threads of the driver (NSC_DRIVER_PID) in uninterruptible sleep: stuck in the kernel, usually
+/// on an NFS server that does not answer. `None` without a pid.
+pub fn stuck_threads() -> Option<usize> {
+    let pid = std::env::var("NSC_DRIVER_PID").ok()?;
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    Some(
+        tasks
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("stat"))
+                    .ok()
+                    .and_then(|st| st.rsplit_once(") ").map(|(_, r)| r.starts_with('D')))
+                    .unwrap_or(false)
+            })
+            .count(),
+    )
+}
+
+/// A mount of the whole export made by the test itself, to change things behind the driver's back.
+pub struct RawMount {
+    pub path: PathBuf,
+}
+
+impl RawMount {
+    pub fn new(env: &Env, vers: &str) -> Result<RawMount, String> {
+        let path = PathBuf::from(format!("/tmp/raw-v{vers}"));
+        std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
+        let mut data = format!("vers={vers},addr={}{}", env.server, env.port_opts(vers));
+        if vers == "3" {
+            data.push_str(",nolock");
+        }
+        nix::mount::mount(
+            Some(format!("{}:{}", env.server, env.share).as_str()),
+            &path,
+            Some("nfs"),
+            nix::mount::MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .map_err(|e| format!("mount {data}: {e}"))?;
+        Ok(RawMount { path })
+    }
+
+    /// Replaces the directory `name` on the server by a new one holding `files` (name, content):
+    /// handles to the old directory go stale.
+    pub fn replace_dir(&self, name: &str, files: &[(&str, &str)]) -> std::io::Result<()> {
+        let dir = self.path.join(name);
+        let old = self.path.join(format!("{name}-old"));
+        std::fs::rename(&dir, &old)?;
+        std::fs::create_dir(&dir)?;
+        for (file, content) in files {
+            std::fs::write(dir.join(file), content)?;
+        }
+        std::fs::remove_dir_all(&old)
+    }
+}
+
+impl Drop for RawMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
