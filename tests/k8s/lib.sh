@@ -90,7 +90,7 @@ listing() {
   echo "\$ kubectl get pv -o wide"
   kubectl get pv -o wide 2>&1 | sed 's/^/  /'
   echo "\$ find $2 -mindepth 1 -maxdepth 2   (without the driver's state dir)"
-  (cd "$2" && find . -mindepth 1 -maxdepth 2 -not -path './.nfs-subdir-csi/*' | sort) 2>&1 | sed 's/^/  /'
+  (cd "$2" && find . -mindepth 1 -maxdepth 2 -not -path './.nfs-subdir-csi' -not -path './.nfs-subdir-csi/*' | sort) 2>&1 | sed 's/^/  /'
 }
 
 # mark_ready <ns> <pod>: play kubelet, so that an OrderedReady StatefulSet moves on
