@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Driver, cap, create_req};
+use common::{Driver, cap, create};
 use nfs_subdir_csi::csi::pb::{self, volume_capability::access_mode::Mode};
 use std::path::Path;
 use tonic::Code;
@@ -48,13 +48,7 @@ async fn two_pods_share_data_and_it_survives_republish() {
     require_root();
     let d = Driver::start(&[]).await;
     let (mut c, mut n) = (d.controller(), d.node());
-    let vol = c
-        .create_volume(create_req("pvc-rwx", 100 << 20, &[]))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let vol = create(&mut c, "pvc-rwx", 100 << 20, &[]).await;
     let pods = d.dir.path().join("pods");
     std::fs::create_dir(&pods).unwrap();
     let (a, b) = (pods.join("a"), pods.join("b"));
@@ -135,13 +129,7 @@ async fn read_only_and_single_writer_are_enforced() {
     require_root();
     let d = Driver::start(&[]).await;
     let (mut c, mut n) = (d.controller(), d.node());
-    let vol = c
-        .create_volume(create_req("pvc-ro", 1 << 30, &[]))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let vol = create(&mut c, "pvc-ro", 1 << 30, &[]).await;
     let ro = d.dir.path().join("ro");
     n.node_publish_volume(publish_req(
         &vol.volume_id,
@@ -212,13 +200,7 @@ async fn a_volume_directory_swapped_for_a_symlink_is_never_mounted() {
     require_root();
     let d = Driver::start(&[]).await;
     let (mut c, mut n) = (d.controller(), d.node());
-    let vol = c
-        .create_volume(create_req("pvc-evil", 1 << 30, &[]))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let vol = create(&mut c, "pvc-evil", 1 << 30, &[]).await;
     std::fs::remove_dir(d.share().join("pvc-evil")).unwrap();
     std::os::unix::fs::symlink("/etc", d.share().join("pvc-evil")).unwrap();
     let target = d.dir.path().join("evil");
