@@ -82,9 +82,17 @@ impl Controller {
         // One deadline for the whole call, the retry included.
         let started = tokio::time::Instant::now();
         let left = || deadline.saturating_sub(started.elapsed());
+        // A timeout names the call's whole deadline, not what was left of it for the last step.
+        let whole = |e: Error| match e {
+            Error::Timeout { what, .. } => Error::Timeout {
+                what,
+                millis: deadline.as_millis(),
+            },
+            e => e,
+        };
         let mut retried = false;
         loop {
-            let root = self.shares.root(spec, left()).await?;
+            let root = self.shares.root(spec, left()).await.map_err(whole)?;
             let (op, at) = (op.clone(), root.clone());
             let result = blocking::run(what, left(), move || op(&ShareRoot::open(&at)?)).await;
             match result {
@@ -99,7 +107,7 @@ impl Controller {
                 }
                 other => {
                     self.sweep_trash(spec, deadline);
-                    return other;
+                    return other.map_err(whole);
                 }
             }
         }
