@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Server-side dry run of every manifest the project ships, against the real kube-apiserver: each
 # YAML file under deploy/ (deploy/provisioner/ included; the Helm chart rendered with
-# `helm template`) and examples/, plus every kustomization (deploy/, deploy/provisioner/). The
-# apiserver runs its full validation and admission, so a wrong field, type or enum value fails
-# here. Namespaces the manifests use are created for real first (a dry run cannot create the
-# namespace the other objects need).
+# `helm template`, with its default values and with mode=provisioner) and examples/, plus every
+# kustomization (deploy/, deploy/provisioner/). The apiserver runs its full validation and
+# admission, so a wrong field, type or enum value fails here. Namespaces the manifests use are
+# created for real first (a dry run cannot create the namespace the other objects need).
 # Prints PASS or FAIL last; exits non-zero on failure.
 #
 #   bash tests/k8s/dry-run.sh [workdir]
@@ -36,6 +36,13 @@ if [ -n "$HELM" ] && "$HELM" version --short >/dev/null 2>&1; then
     out="$DIR/$(basename "$chart").rendered.yaml"
     check "helm template $chart" eval '"$HELM" template nfs-subdir-csi "$chart" >"$out"'
     CHARTS+=("$out")
+    # The chart's other install mode, the sidecar-free provisioner (values.yaml: mode).
+    if grep -q '^mode:' "$chart/values.yaml"; then
+      out="$DIR/$(basename "$chart").mode-provisioner.rendered.yaml"
+      check "helm template $chart --set mode=provisioner" \
+        eval '"$HELM" template nfs-subdir-csi "$chart" --set mode=provisioner >"$out"'
+      CHARTS+=("$out")
+    fi
   done
 else
   log "skipped the Helm chart: no helm (tests/manifests/validate.sh builds one; or set HELM)"

@@ -16,7 +16,10 @@ PASS/FAIL line:
     `nfs:` volume at --default-share equal to --nfs-server/--nfs-path, least
     privilege, exactly the RBAC tests/k8s/scenario-b.sh runs with, classes of
     its provisioner name, nothing clashing with deploy/;
-  * the chart's default render equals the plain manifests object by object;
+  * the chart's default render equals the plain manifests object by object,
+    and its render with `mode=provisioner` equals deploy/provisioner/ (and
+    passes its rules, with default and with changed values; `helm lint
+    --strict` with both modes);
   * `kustomize build` of deploy/ and deploy/provisioner/ equals their files,
     and deploy/README.md's overlays of deploy/provisioner/ build and pass;
   * the examples' storageClassName values exist in deploy/;
@@ -1090,6 +1093,8 @@ def main() -> int:
     overlay_objs: list[dict] = []
     rendered: list[dict] | None = None
     custom_objs: list[dict] | None = None
+    prov_rendered: list[dict] | None = None
+    prov_custom_objs: list[dict] | None = None
     # ---- 2. API-server rules and pinned images, on everything
     with guard(rep, 'API-server rules and pinned images, on everything'):
         rep.section("API-server rules the schema does not cover; pinned images")
@@ -1289,6 +1294,88 @@ def main() -> int:
                 rep.check("helm template (non-default values: namespace, driver name, flags, kubeletDir, "
                           "affinity, classes)", problems, f"{len(objs)} objects")
 
+            # mode=provisioner: the sidecar-free mode, whose default render is deploy/provisioner/.
+            prov_mode = ["--set", "mode=provisioner"]
+            rc, out, err = run([args.helm, "lint", "--strict", str(chart), "--namespace", NAMESPACE,
+                                "--kube-version", K8S_VERSIONS[0]] + prov_mode)
+            rep.check("helm lint --strict --set mode=provisioner",
+                      [] if rc == 0 else (out + err).strip().splitlines())
+            prov_rendered, err = helm_template(args.helm, chart, prov_mode)
+            if prov_rendered is None:
+                rep.fail("helm template --set mode=provisioner", err)
+            else:
+                problems = [q for o in prov_rendered for q in schema_problems(o) + apiserver_rules(o) + image_rules(o)]
+                rep.check("helm template --set mode=provisioner: strict schema + API-server rules", problems,
+                          f"{len(prov_rendered)} objects")
+                stripped = [strip_helm_labels(o) for o in prov_rendered]
+                rep.check("chart render with mode=provisioner equals deploy/provisioner/*.yaml (all fields; "
+                          "Helm's own labels and the Namespace aside; no CSI object)",
+                          compare_sets(stripped, prov, "the chart (mode=provisioner)", "deploy/provisioner/*.yaml",
+                                       ignore=lambda o: o.get("kind") == "Namespace"),
+                          f"{len(prov_rendered)} objects compared")
+                rep.check("chart render with mode=provisioner passes the provisioner rules",
+                          provisioner_rules(stripped, plain))
+            # mode=provisioner with every value changed.
+            prov_custom = prov_mode + [
+                "--set", "namespace.create=true",
+                "--set", "provisioner.name=k8s-sigs.io/nfs-subdir-external-provisioner",
+                "--set", "provisioner.nfs.server=10.3.243.101",
+                "--set", "provisioner.nfs.path=/ifs/kubernetes",
+                "--set", "provisioner.replicas=3",
+                "--set", "image.repository=registry.example.com/nfs-subdir-csi",
+                "--set", "image.tag=0.1.1",
+                "--set", "imagePullSecrets[0].name=regcred",
+                "--set", "driver.defaultOnDeletePolicy=archive",
+                "--set-string", "driver.mountPermissions=0775",
+                "--set", "driver.logFormat=json",
+                "--set", "provisioner.extraArgs={--operation-timeout=60}",
+                "--set", "provisioner.resources.limits.memory=1Gi",
+                "--set", "provisioner.storageClasses[0].name=managed-nfs-storage",
+                "--set", "provisioner.storageClasses[0].parameters.volumeSource=nfs",
+                "--set", "provisioner.storageClasses[0].parameters.pathPattern=${.PVC.namespace}/${.PVC.name}",
+                "--set", "provisioner.storageClasses[0].parameters.archiveOnDelete=false",
+                "--set", "provisioner.storageClasses[0].mountOptions={nfsvers=4.1}"]
+            objs, err = helm_template(args.helm, chart, prov_custom)
+            prov_custom_objs = objs
+            if objs is None:
+                rep.fail("helm template (mode=provisioner, non-default values)", err)
+            else:
+                problems = [q for o in objs for q in schema_problems(o) + apiserver_rules(o) + image_rules(o)]
+                stripped = [strip_helm_labels(o) for o in objs]
+                problems += provisioner_rules(stripped, plain, base_install=False) + namespace_rules(stripped)
+                problems += [f"{ident(o)}: a CSI-mode object in mode=provisioner" for o in stripped
+                             if o.get("kind") in ("CSIDriver", "DaemonSet")]
+                dep = find(stripped, "Deployment")
+                c = driver_container(pod_spec(dep[0]) or {}, ("provisioner",)) if dep else None
+                if c is None:
+                    problems.append("no provisioner Deployment")
+                else:
+                    want = {("--provisioner-name", "PROVISIONER_NAME"): "k8s-sigs.io/nfs-subdir-external-provisioner",
+                            ("--nfs-server", "NFS_SERVER"): "10.3.243.101",
+                            ("--nfs-path", "NFS_PATH"): "/ifs/kubernetes"}
+                    for (f, e), v in want.items():
+                        if setting(c, f, e) != ("value", v):
+                            problems.append(f"{f}: {setting(c, f, e)}, want {v!r}")
+                    if dep[0]["spec"].get("replicas") != 3:
+                        problems.append(f"replicas {dep[0]['spec'].get('replicas')!r}, want 3")
+                    if c.get("image") != "registry.example.com/nfs-subdir-csi:0.1.1":
+                        problems.append(f"image {c.get('image')!r}")
+                    for a in ("--default-ondelete-policy=archive", "--mount-permissions=0775",
+                              "--log-format=json", "--operation-timeout=60"):
+                        if a not in (c.get("args") or []):
+                            problems.append(f"args lack {a}: {c.get('args')}")
+                    if ((c.get("resources") or {}).get("limits") or {}).get("memory") != "1Gi":
+                        problems.append(f"resources not applied: {c.get('resources')}")
+                sc = find(stripped, "StorageClass", "managed-nfs-storage")
+                if not sc or (sc[0].get("parameters") or {}).get("pathPattern") != "${.PVC.namespace}/${.PVC.name}":
+                    problems.append(f"StorageClass managed-nfs-storage missing or pathPattern mangled: {sc}")
+                rep.check("helm template (mode=provisioner, non-default values: namespace, provisioner name, "
+                          "NFS export, replicas, image, flags, resources, classes)", problems, f"{len(objs)} objects")
+            objs, err = helm_template(args.helm, chart, ["--set", "mode=both"])
+            rep.check("self-test: an unknown mode (mode=both) fails the render",
+                      [] if objs is None and "mode must be csi or provisioner" in err
+                      else [f"mode=both rendered or failed otherwise: {err or 'rendered'}"])
+
     # ---- 7. the driver binary accepts the flags the manifests give it
     with guard(rep, 'driver command line'):
         rep.section("driver command line (flags in the manifests vs the built binary)")
@@ -1297,7 +1384,8 @@ def main() -> int:
             print("SKIP no built nfs-subdir-csi binary (cargo build, or set NFS_SUBDIR_CSI_BIN)")
         else:
             shown = binary.relative_to(root) if binary.is_relative_to(root) else binary
-            objs = plain + prov + overlay_objs + (rendered or []) + (custom_objs or [])
+            objs = (plain + prov + overlay_objs + (rendered or []) + (custom_objs or [])
+                    + (prov_rendered or []) + (prov_custom_objs or []))
             problems, n = cli_flag_problems(binary, objs)
             rep.check(f"every driver flag and env var in deploy/, deploy/provisioner/ and the chart exists in "
                       f"`{shown} serve --help` / `provisioner --help`",

@@ -38,3 +38,13 @@ app.kubernetes.io/component: {{ .component }}
 - {{ . }}
 {{- end }}
 {{- end -}}
+
+{{/* The install mode, checked: "csi" (the CSI driver, as deploy/*.yaml) or "provisioner" (the
+     sidecar-free `nfs-subdir-csi provisioner`, as deploy/provisioner/*.yaml). */}}
+{{- define "nfs-subdir-csi.mode" -}}
+{{- $mode := .Values.mode | default "csi" -}}
+{{- if not (has $mode (list "csi" "provisioner")) -}}
+{{- fail (printf "mode must be csi or provisioner, not %q" $mode) -}}
+{{- end -}}
+{{- $mode -}}
+{{- end -}}
