@@ -6,6 +6,7 @@
 //! Environment (all set by bench-guest.sh):
 //!   NSC_BENCH_SOCKET   the driver's Unix socket path
 //!   NSC_BENCH_MOUNT    a kernel NFS mount of the same export with the same options
+//!   NSC_BENCH_WORKDIR  the driver's --working-mount-dir (NFS call counts of its mount; optional)
 //!   NSC_BENCH_SERVER, NSC_BENCH_SHARE, NSC_BENCH_MOUNT_OPTIONS   StorageClass parameters
 //!   NSC_BENCH_N (default 200 pairs), NSC_BENCH_CONCURRENT_N (default 512 creates per mode)
 //! Prints medians and ratios; asserts nothing about time.
@@ -13,6 +14,7 @@
 use nfs_subdir_csi::csi::pb::{
     self,
     controller_client::ControllerClient,
+    identity_client::IdentityClient,
     volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode},
 };
 use std::collections::HashMap;
@@ -109,6 +111,48 @@ fn fs_pair(mount: &Path, trash: &Path, name: &str) -> std::io::Result<(Duration,
     Ok((made, t.elapsed()))
 }
 
+/// Per-op NFS call counts of the mount at `dir` (or the first under it), from /proc/self/mountstats.
+fn nfs_ops(dir: &str) -> HashMap<String, u64> {
+    let text = std::fs::read_to_string("/proc/self/mountstats").unwrap_or_default();
+    let mut ops = HashMap::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("device ") {
+            let at = line.split_whitespace().nth(4).unwrap_or("");
+            inside = ops.is_empty() && (at == dir || at.starts_with(&format!("{dir}/")));
+        } else if inside {
+            let mut f = line.split_whitespace();
+            if let (Some(op), Some(n)) = (f.next(), f.next()) {
+                if let (Some(op), Ok(n)) = (op.strip_suffix(':'), n.parse::<u64>()) {
+                    if op.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                        ops.insert(op.to_owned(), n);
+                    }
+                }
+            }
+        }
+    }
+    ops
+}
+
+fn ops_per(label: &str, before: &HashMap<String, u64>, after: &HashMap<String, u64>, n: usize) {
+    let mut d: Vec<_> = after
+        .iter()
+        .map(|(k, v)| (k, v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    d.sort();
+    let total: u64 = d.iter().map(|(_, v)| v).sum();
+    let list: Vec<String> = d
+        .iter()
+        .map(|(k, v)| format!("{k} {:.2}", *v as f64 / n as f64))
+        .collect();
+    println!(
+        "{label}: {:.2} NFS calls per pair ({})",
+        total as f64 / n as f64,
+        list.join(", ")
+    );
+}
+
 fn report(label: &str, v: &[Duration]) -> Duration {
     let m = median(v.to_vec());
     println!(
@@ -147,6 +191,16 @@ async fn main() -> Res<()> {
         fs_pair(&mount, &trash, &format!("warm-{run}-{i}"))?;
     }
     // Side by side: one pair of each per iteration, so drift in the machine hits both alike.
+    let mut id = IdentityClient::new(channel.clone());
+    let mut probe = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        id.probe(pb::ProbeRequest {}).await?;
+        probe.push(t.elapsed());
+    }
+    let work = std::env::var("NSC_BENCH_WORKDIR").unwrap_or_default();
+    let mnt = mount.display().to_string();
+    let (wa0, mb0) = (nfs_ops(&work), nfs_ops(&mnt));
     let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut a1, mut a2, mut b1, mut b2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
@@ -166,6 +220,11 @@ async fn main() -> Res<()> {
     let ma = report("(a) driver CreateVolume+DeleteVolume", &a);
     let mb = report("(b) mkdir 0777 + rename into trash  ", &b);
     let ratio = ma.as_secs_f64() / mb.as_secs_f64();
+    report("    Identity.Probe (gRPC only)       ", &probe);
+    if !work.is_empty() {
+        ops_per("(a) driver working mount", &wa0, &nfs_ops(&work), n);
+    }
+    ops_per("(b) bench mount         ", &mb0, &nfs_ops(&mnt), n);
     report("    CreateVolume alone               ", &a1);
     report("    DeleteVolume alone               ", &a2);
     report("    mkdir alone                      ", &b1);

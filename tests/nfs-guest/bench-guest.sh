@@ -34,7 +34,8 @@ DRIVER_PID=$!
 for _ in $(seq 200); do [[ -S $SOCK ]] && break; sleep 0.05; done
 [[ -S $SOCK ]] || { fail "bench-driver-start"; tail -20 "$RESULTS/driver.log"; exit 1; }
 
-NSC_BENCH_SOCKET=$SOCK NSC_BENCH_MOUNT=$W/mnt NSC_BENCH_SERVER=$NFS_SERVER NSC_BENCH_SHARE=$NFS_SHARE \
+NSC_BENCH_SOCKET=$SOCK NSC_BENCH_MOUNT=$W/mnt NSC_BENCH_WORKDIR=$W/work \
+  NSC_BENCH_SERVER=$NFS_SERVER NSC_BENCH_SHARE=$NFS_SHARE \
   NSC_BENCH_MOUNT_OPTIONS="nfsvers=4.1$port" \
   timeout "$((NFS_GUEST_SUITE_TIMEOUT - 30))" "$NSC_BENCH_BIN" 2>&1 | tee "$RESULTS/bench.txt"
 rc=${PIPESTATUS[0]}
