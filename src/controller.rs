@@ -4,7 +4,7 @@
 use crate::blocking;
 use crate::error::{Error, Result};
 use crate::guard::Locks;
-use crate::share::{Created, ShareRoot, Shares, TrashEntry};
+use crate::share::{Created, RootCache, ShareRoot, Shares, TrashEntry};
 use crate::volume::params::Defaults;
 use crate::volume::{CreateParams, Params, ShareSpec, SubDir, VolumeId};
 use std::collections::HashSet;
@@ -52,6 +52,7 @@ pub struct Controller {
     defaults: Defaults,
     umask: u32,
     swept: Mutex<HashSet<ShareSpec>>,
+    roots: RootCache,
 }
 
 impl Controller {
@@ -63,6 +64,7 @@ impl Controller {
             defaults,
             umask,
             swept: Mutex::default(),
+            roots: RootCache::default(),
         }
     }
 
@@ -93,8 +95,19 @@ impl Controller {
         let mut retried = false;
         loop {
             let root = self.shares.root(spec, left()).await.map_err(whole)?;
-            let (op, at) = (op.clone(), root.clone());
-            let result = blocking::run(what, left(), move || op(&ShareRoot::open(&at)?)).await;
+            let (op, at, cache) = (op.clone(), root.clone(), self.roots.clone());
+            let result = blocking::run(what, left(), move || {
+                let result = op(&*cache.get_or_open(&at)?);
+                if result.is_err() {
+                    cache.forget(&at);
+                }
+                result
+            })
+            .await;
+            if result.is_err() {
+                // Also when the call timed out and its thread still runs: never reuse that root.
+                self.roots.forget(&root);
+            }
             match result {
                 // A stale or unreachable mount is dropped in any case; retried if time is left.
                 Err(e)

@@ -57,9 +57,11 @@ impl Error {
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         let context = context.into();
         match source.raw_os_error() {
-            Some(libc::ESTALE | libc::ETIMEDOUT | libc::EIO | libc::ENOTCONN | libc::EHOSTDOWN) => {
-                Error::Unavailable(format!("{context}: {source}"))
-            }
+            // Errno 0: a soft NFS mount whose server stopped answering can fail a call without
+            // saying why (seen with mkdirat on a kept directory descriptor).
+            Some(
+                0 | libc::ESTALE | libc::ETIMEDOUT | libc::EIO | libc::ENOTCONN | libc::EHOSTDOWN,
+            ) => Error::Unavailable(format!("{context}: {source}")),
             Some(libc::ENOSPC | libc::EDQUOT) => Error::NoSpace(format!("{context}: {source}")),
             _ => Error::Io { context, source },
         }

@@ -43,6 +43,10 @@ mod tests {
                 Code::Unavailable,
             ),
             (
+                Error::io("mkdir", std::io::Error::from_raw_os_error(0)),
+                Code::Unavailable,
+            ),
+            (
                 Error::io("mkdir", std::io::Error::from_raw_os_error(libc::ENOSPC)),
                 Code::ResourceExhausted,
             ),

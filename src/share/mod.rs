@@ -2,6 +2,7 @@
 //! records, trash and recursive removal, and the controller's NFS working mounts.
 
 pub mod access;
+pub mod cache;
 pub mod fs;
 pub mod record;
 pub mod remove;
@@ -9,4 +10,5 @@ pub mod root;
 pub mod working;
 
 pub use access::Shares;
+pub use cache::RootCache;
 pub use root::{Created, FsStats, ShareRoot, TrashEntry};

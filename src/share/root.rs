@@ -10,14 +10,20 @@ use nix::fcntl::{RenameFlags, renameat, renameat2};
 use nix::sys::stat::{Mode, fchmod, mkdirat};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// An open share root directory.
+#[derive(Debug)]
 pub struct ShareRoot {
     fd: OwnedFd,
     path: PathBuf,
+    /// The state directories once opened: kept, so a call on a share reached over NFS does not
+    /// pay the close-to-open revalidation of three directory opens every time.
+    state: OnceLock<State>,
 }
 
 /// The driver's own directories on a share.
+#[derive(Debug)]
 struct State {
     trash: OwnedFd,
     records: OwnedFd,
@@ -59,6 +65,7 @@ impl ShareRoot {
     /// Opens the share root at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         Ok(ShareRoot {
+            state: OnceLock::new(),
             fd: fs::open_root(path)?,
             path: path.to_owned(),
         })
@@ -71,7 +78,10 @@ impl ShareRoot {
 
     /// Opens the driver's state directories; with `create` false a share never used by this
     /// driver gives `None` and nothing is created.
-    fn state(&self, create: bool) -> Result<Option<State>> {
+    fn state(&self, create: bool) -> Result<Option<&State>> {
+        if let Some(state) = self.state.get() {
+            return Ok(Some(state));
+        }
         let top = match open_dir(&self.fd, STATE_DIR) {
             Err(Errno::ENOENT) if !create => return Ok(None),
             Err(Errno::ENOENT) => {
@@ -91,10 +101,13 @@ impl ShareRoot {
             }
             .map_err(|e| Error::errno(format!("open {STATE_DIR}/{name}"), e))
         };
-        Ok(Some(State {
+        let opened = State {
             trash: sub("trash", 0o700)?,
             records: sub("volumes", 0o755)?,
-        }))
+        };
+        // Two threads may both open it; either result is as good.
+        let _ = self.state.set(opened);
+        Ok(self.state.get())
     }
 
     /// Makes the volume directory `sub` with `mode` and records `capacity` and `volume_id` for it.
@@ -174,7 +187,7 @@ impl ShareRoot {
             return Ok(None);
         };
         let (parent, last) = match open_parent(&self.fd, sub, None) {
-            Err(Error::NotFound(_)) => return self.forget(&state, sub).map(|()| None),
+            Err(Error::NotFound(_)) => return self.forget(state, sub).map(|()| None),
             other => other?,
         };
         let trashed = match on_delete {
@@ -195,7 +208,7 @@ impl ShareRoot {
                 }
             }
         };
-        self.forget(&state, sub)?;
+        self.forget(state, sub)?;
         Ok(trashed)
     }
 
