@@ -5,6 +5,7 @@ use crate::blocking;
 use crate::error::{Error, Result};
 use crate::guard::Locks;
 use crate::share::{Created, RootCache, ShareRoot, Shares, TrashEntry};
+use crate::token;
 use crate::volume::params::Defaults;
 use crate::volume::{CreateParams, Params, ShareSpec, SubDir, VolumeId};
 use std::collections::HashSet;
@@ -260,7 +261,7 @@ impl Controller {
 
     /// Lists volumes on every known share, `max` at a time (0: all), after `token`.
     pub async fn list(&self, token: &str, max: usize, deadline: Duration) -> Result<Page> {
-        let after = decode_token(token)?;
+        let after = token::decode(token)?;
         let mut all = Vec::new();
         for spec in self.shares.known().await {
             let records = self
@@ -286,7 +287,7 @@ impl Controller {
             max.min(rest.len())
         };
         let next = if take < rest.len() {
-            encode_token(&rest[take - 1].0)
+            token::encode(&rest[take - 1].0)
         } else {
             String::new()
         };
@@ -354,51 +355,4 @@ pub fn context_of(id: &VolumeId) -> Vec<(String, String)> {
         ctx.push(("mountOptions".to_owned(), id.share.mount_options.join(",")));
     }
     ctx
-}
-
-fn encode_token(key: &str) -> String {
-    key.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode_token(token: &str) -> Result<Option<String>> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = || {
-        Error::BadToken(format!(
-            "{:?} is not a token this driver issued",
-            crate::volume::path::shorten(token)
-        ))
-    };
-    if token.len() % 2 != 0 || token.len() > 8192 {
-        return Err(bad());
-    }
-    let bytes: Option<Vec<u8>> = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes.ok_or_else(bad)?)
-        .map(Some)
-        .map_err(|_| bad())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_round_trip_and_garbage_is_refused() {
-        let key = "/srv/share\0pvc-1";
-        assert_eq!(
-            decode_token(&encode_token(key)).unwrap().as_deref(),
-            Some(key)
-        );
-        assert_eq!(decode_token("").unwrap(), None);
-        for bad in ["invalid-token", "abc", "zz"] {
-            assert!(
-                matches!(decode_token(bad), Err(Error::BadToken(_))),
-                "{bad}"
-            );
-        }
-    }
 }

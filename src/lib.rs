@@ -20,6 +20,7 @@ pub mod provisioner;
 pub mod server;
 pub mod setup;
 pub mod share;
+pub mod token;
 pub mod volume;
 
 pub use error::{Error, Result};
