@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# csi-sanity against `nfs-subdir-csi serve` with a local share (a temp dir): the whole CSI surface
-# the driver advertises, over a real Unix socket with real bind mounts. Needs root.
-# Usage: tests/csi-sanity/local.sh [path/to/nfs-subdir-csi]
+# tests/e2e/csi-sanity/run.sh — csi-sanity against `nfs-subdir-csi serve` with a local share (a temp
+# dir): the whole CSI surface the driver advertises, over a real Unix socket with real bind mounts.
+# Needs root. Ends with "csi-sanity: N passed, N failed" (tests/e2e/lib.sh); non-zero on failure.
+# Usage: tests/e2e/csi-sanity/run.sh [path/to/nfs-subdir-csi]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
+repo=$(cd "$here/../../.." && pwd)
+# shellcheck source=tests/e2e/lib.sh
+. "$here/../lib.sh"
 driver=${1:-$repo/target/debug/nfs-subdir-csi}
 sanity=$(bash "$here/install.sh" | tail -n1)
 work=$(mktemp -d /tmp/nsc-sanity.XXXXXX)
@@ -26,7 +29,16 @@ set +e
   --ginkgo.junit-report "$work/junit.xml" --ginkgo.no-color >"$work/sanity.log" 2>&1
 rc=$?
 set -e
-grep -E "^(Ran |SUCCESS|FAIL)" "$work/sanity.log" || true
-if [ ! -s "$work/junit.xml" ]; then tail -50 "$work/sanity.log"; echo "no junit report"; exit 1; fi
-python3 "$here/report.py" "$work/junit.xml" local || { tail -80 "$work/sanity.log"; tail -30 "$work/driver.log"; exit 1; }
-[ $rc -eq 0 ] || { echo "csi-sanity exited $rc"; exit 1; }
+grep -E "^(Ran |SUCCESS|FAIL)" "$work/sanity.log" | sed 's/^/  /' || true
+if [ ! -s "$work/junit.xml" ]; then
+  tail -50 "$work/sanity.log"
+  fail csi-sanity-local "no junit report (csi-sanity exited $rc)"
+elif ! python3 "$here/report.py" "$work/junit.xml" local; then
+  tail -80 "$work/sanity.log"; tail -30 "$work/driver.log"
+  fail csi-sanity-local "see the specs listed above"
+elif [ $rc -ne 0 ]; then
+  fail csi-sanity-local "csi-sanity exited $rc"
+else
+  pass csi-sanity-local
+fi
+summary csi-sanity

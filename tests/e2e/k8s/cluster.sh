@@ -224,7 +224,7 @@ cmd_start() {
 
   local bin=${NSC_K8S_BIN:-}
   if [ -z "$bin" ]; then
-    log "ensuring binaries (tests/k8s/build.sh; a no-op when cached)"
+    log "ensuring binaries (tests/e2e/k8s/build.sh; a no-op when cached)"
     bin=$(bash "$HERE/build.sh" | tail -n1) || die "build.sh failed"
   fi
   local b

@@ -5,20 +5,21 @@
 # kustomization (deploy/, deploy/provisioner/). The apiserver runs its full validation and
 # admission, so a wrong field, type or enum value fails here. Namespaces the manifests use are
 # created for real first (a dry run cannot create the namespace the other objects need).
-# Prints PASS or FAIL last; exits non-zero on failure.
+# Ends with "<name>: N passed, N failed" (tests/e2e/lib.sh); exits non-zero on failure.
+# No `set -e`: a failed check is counted and the script goes on.
 #
-#   bash tests/k8s/dry-run.sh [workdir]
-# Env: NSC_K8S_BIN; HELM (a helm binary; default the one tests/manifests/validate.sh caches; the
+#   bash tests/e2e/k8s/dry-run.sh [workdir]
+# Env: NSC_K8S_BIN; HELM (a helm binary; default the one tests/e2e/manifests/run.sh caches; the
 #      chart is skipped, and says so, when there is none).
 set -uo pipefail
 
 NAME=dry-run
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
+REPO=$(cd "$HERE/../../.." && pwd)
 OWN_DIR=0
 if [ $# -ge 1 ]; then mkdir -p "$1"; DIR=$(cd "$1" && pwd); else DIR=$(mktemp -d /tmp/nsc-dry-run.XXXXXX); OWN_DIR=1; fi
-# shellcheck source=tests/k8s/lib.sh
-. "$HERE/lib.sh"
+# shellcheck source=tests/e2e/k8s/helpers.sh
+. "$HERE/helpers.sh"
 lib_init
 
 resolve_k8s_bin
@@ -27,8 +28,7 @@ start_cluster
 cd "$REPO" || exit 1
 mapfile -t FILES < <(find deploy examples -name '*.yaml' -not -path 'deploy/helm/*' \
   -not -name kustomization.yaml -not -name 'Chart.yaml' -not -name 'values*.yaml' | sort)
-CACHE=${NSC_CACHE:-${NFS_SUBDIR_CSI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nfs-subdir-csi}}
-HELM=${HELM:-$(ls "$CACHE"/bin/helm-v* 2>/dev/null | sort -V | tail -n1)}
+HELM=${HELM:-$(ls "$NSC_CACHE"/bin/helm-v* 2>/dev/null | sort -V | tail -n1)}
 CHARTS=()
 if [ -n "$HELM" ] && "$HELM" version --short >/dev/null 2>&1; then
   for chart in deploy/helm/*/; do
@@ -45,7 +45,7 @@ if [ -n "$HELM" ] && "$HELM" version --short >/dev/null 2>&1; then
     fi
   done
 else
-  log "skipped the Helm chart: no helm (tests/manifests/validate.sh builds one; or set HELM)"
+  log "skipped the Helm chart: no helm (tests/e2e/manifests/run.sh builds one; or set HELM)"
 fi
 
 # Namespaces named anywhere, created for real.

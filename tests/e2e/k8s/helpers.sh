@@ -1,14 +1,19 @@
-# Shared helpers of the tests/k8s scenario scripts; sourced, not run.
+# shellcheck shell=bash
+# tests/e2e/k8s/helpers.sh — helpers of the k8s scenario scripts (smoke, dry-run, scenario-a/b);
+# sourced, not run. Brings in tests/e2e/lib.sh (check, pass, fail, skip, missing_tool, summary).
 #
 # The sourcing script sets NAME (log prefix and summary label) and HERE, REPO, DIR, then calls
 # lib_init. It gets: log, since, check, must, wait_for, spawn, stop_pid, kill_pid, listing,
 # mark_ready, resolve_driver, resolve_k8s_bin, start_cluster, and a trap that stops whatever was
-# spawned and the cluster, and prints "<NAME>: N passed, M failed" then PASS or FAIL.
+# spawned and the cluster, and prints "<NAME>: N passed, N failed" (non-zero exit on a failure).
+# The scripts run without `set -e`: a failed check is counted and the script goes on (`must` stops).
+
+# shellcheck source=tests/e2e/lib.sh
+. "$HERE/../lib.sh"
 
 log() { printf '[%s %(%H:%M:%S)T] %s\n' "$NAME" -1 "$*" >&2; }
 since() { local d=$(( $(date +%s%3N) - $1 )); printf '%d.%03ds' $((d / 1000)) $((d % 1000)); }
 
-PASSED=0 FAILED=0
 PIDS=()
 LOGS_TO_SHOW=()
 
@@ -20,7 +25,9 @@ lib_finish() {
     kill -KILL "$p" 2>/dev/null || true
   done
   bash "$HERE/cluster.sh" stop "$DIR/k8s" >/dev/null 2>&1 || true
-  if [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ]; then
+  # a script that stopped early (`must`, or an error) without a FAIL line still fails
+  [ "$rc" -eq 0 ] || [ "$E2E_FAILED" -gt 0 ] || fail "$NAME-exit-status" "the script exited $rc"
+  if [ "$E2E_FAILED" -gt 0 ]; then
     log "logs: $DIR/k8s/logs (control plane) and $DIR/*.log"
     for p in "${LOGS_TO_SHOW[@]}"; do
       [ -f "$DIR/$p.log" ] && { echo "--- last lines of $DIR/$p.log" >&2; tail -n 25 "$DIR/$p.log" >&2; }
@@ -28,8 +35,7 @@ lib_finish() {
   elif [ "${OWN_DIR:-0}" = 1 ]; then
     rm -rf "$DIR"
   fi
-  echo "$NAME: $PASSED passed, $FAILED failed"
-  if [ "$FAILED" -eq 0 ] && [ "$rc" -eq 0 ]; then echo PASS; else echo FAIL; exit 1; fi
+  summary "$NAME" || exit 1
 }
 
 lib_init() {
@@ -38,18 +44,8 @@ lib_init() {
   export NO_COLOR=1
 }
 
-# check <name> <command...>: run a check, count it
-check() {
-  local name=$1 t; shift
-  t=$(date +%s%3N)
-  if "$@"; then
-    PASSED=$((PASSED + 1)); log "ok   $name ($(since "$t"))"
-  else
-    FAILED=$((FAILED + 1)); log "FAIL $name ($(since "$t"))"
-  fi
-}
-# must: a check whose failure makes the rest pointless
-must() { check "$@"; [ "$FAILED" -eq 0 ] || exit 1; }
+# must <name> <command...>: a check whose failure (or any earlier one) makes the rest pointless
+must() { check "$@"; [ "$E2E_FAILED" -eq 0 ] || exit 1; }
 
 # wait_for <seconds> <command...>: poll every 0.2 s
 wait_for() {

@@ -6,9 +6,10 @@
 #   delete the StatefulSet and the claims -> PVs deleted -> directories gone.
 #   A claim of the Retain class (nfs-client-retain) keeps its PV (Released) and its directory.
 #   The claim/PV/directory listings before and after deletion go to stdout.
-# Prints PASS or FAIL last; exits non-zero on failure.
+# Ends with "<name>: N passed, N failed" (tests/e2e/lib.sh); exits non-zero on failure.
+# No `set -e`: a failed check is counted and the script goes on.
 #
-#   bash tests/k8s/scenario-a.sh [workdir]
+#   bash tests/e2e/k8s/scenario-a.sh [workdir]
 # Env: NSC_DRIVER_BIN (default: target/release/nfs-subdir-csi, else target/debug/nfs-subdir-csi,
 #      else `cargo build` it), NSC_K8S_BIN (binaries; default built/cached by build.sh).
 #
@@ -20,11 +21,11 @@ set -uo pipefail
 
 NAME=scenario-a
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
+REPO=$(cd "$HERE/../../.." && pwd)
 OWN_DIR=0
 if [ $# -ge 1 ]; then mkdir -p "$1"; DIR=$(cd "$1" && pwd); else DIR=$(mktemp -d /tmp/nsc-scenario-a.XXXXXX); OWN_DIR=1; fi
-# shellcheck source=tests/k8s/lib.sh
-. "$HERE/lib.sh"
+# shellcheck source=tests/e2e/k8s/helpers.sh
+. "$HERE/helpers.sh"
 lib_init
 SHARE="$DIR/share"
 SOCK="$DIR/csi.sock"

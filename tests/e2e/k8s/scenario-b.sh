@@ -15,19 +15,20 @@
 #      PVs and directories go (the archived one is renamed), the Retain volume and its directory
 #      stay, and no PV is left behind.
 #   5. SIGTERM releases the Lease.
-# Prints the claim/PV/directory listings before and after deletion, then PASS or FAIL last.
+# Prints the claim/PV/directory listings before and after deletion; ends with
+# "scenario-b: N passed, N failed" (tests/e2e/lib.sh). No `set -e`: a failed check is counted.
 #
-#   bash tests/k8s/scenario-b.sh [workdir]
+#   bash tests/e2e/k8s/scenario-b.sh [workdir]
 # Env: NSC_DRIVER_BIN, NSC_K8S_BIN (as for scenario-a.sh).
 set -uo pipefail
 
 NAME=scenario-b
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
+REPO=$(cd "$HERE/../../.." && pwd)
 OWN_DIR=0
 if [ $# -ge 1 ]; then mkdir -p "$1"; DIR=$(cd "$1" && pwd); else DIR=$(mktemp -d /tmp/nsc-scenario-b.XXXXXX); OWN_DIR=1; fi
-# shellcheck source=tests/k8s/lib.sh
-. "$HERE/lib.sh"
+# shellcheck source=tests/e2e/k8s/helpers.sh
+. "$HERE/helpers.sh"
 lib_init
 
 SHARE="$DIR/share"

@@ -1,56 +1,24 @@
 #!/usr/bin/env bash
-# Smoke test of the loopback control plane (tests/k8s/cluster.sh): the StatefulSet controller makes
+# Smoke test of the loopback control plane (tests/e2e/k8s/cluster.sh): the StatefulSet controller makes
 # PVCs from volumeClaimTemplates, the PersistentVolume controller hands them to their (external)
 # provisioner and binds a static PV, and server-side dry-run validates manifests.
-# Prints PASS or FAIL last; exits non-zero on failure.
+# Ends with "k8s-smoke: N passed, N failed" (tests/e2e/lib.sh); exits non-zero on failure.
+# No `set -e`: a failed check is counted and the script goes on.
 #
-#   bash tests/k8s/smoke.sh [workdir]     (default: a fresh mktemp dir, removed afterwards)
+#   bash tests/e2e/k8s/smoke.sh [workdir]     (default: a fresh mktemp dir, removed after a pass)
 set -uo pipefail
 
+NAME=k8s-smoke
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-T0=$(date +%s%3N)
-log() { printf '[k8s-smoke %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-since() { local d=$(( $(date +%s%3N) - $1 )); printf '%d.%03ds' $((d / 1000)) $((d % 1000)); }
-
+REPO=$(cd "$HERE/../../.." && pwd)
 OWN_DIR=0
-if [ $# -ge 1 ]; then DIR=$1; else DIR=$(mktemp -d /tmp/nsc-k8s-smoke.XXXXXX); OWN_DIR=1; fi
-PASSED=0 FAILED=0
-finish() {
-  local rc=$?
-  bash "$HERE/cluster.sh" stop "$DIR" || true
-  if [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ] && [ -d "$DIR/logs" ]; then
-    log "component logs: $DIR/logs"
-  elif [ "$OWN_DIR" = 1 ]; then
-    rm -rf "$DIR"
-  fi
-  echo "k8s-smoke: $PASSED passed, $FAILED failed"
-  if [ "$FAILED" -eq 0 ] && [ "$rc" -eq 0 ]; then echo PASS; else echo FAIL; exit 1; fi
-}
-trap finish EXIT
+if [ $# -ge 1 ]; then mkdir -p "$1"; DIR=$(cd "$1" && pwd); else DIR=$(mktemp -d /tmp/nsc-k8s-smoke.XXXXXX); OWN_DIR=1; fi
+# shellcheck source=tests/e2e/k8s/helpers.sh
+. "$HERE/helpers.sh"
+lib_init
 
-check() { # <name> <command...>: run a check, count it
-  local name=$1 t; shift
-  t=$(date +%s%3N)
-  if "$@"; then
-    PASSED=$((PASSED + 1)); log "ok   $name ($(since "$t"))"
-  else
-    FAILED=$((FAILED + 1)); log "FAIL $name ($(since "$t"))"
-  fi
-}
-
-# wait_for <seconds> <command...>: poll every 0.2 s
-wait_for() {
-  local end=$(( $(date +%s) + $1 )); shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$end" ] || return 1
-    sleep 0.2
-  done
-}
-
-export NSC_CLUSTER_OWNER_PID=$$
-log "starting cluster in $DIR"
-ENV=$(bash "$HERE/cluster.sh" start "$DIR") || { FAILED=$((FAILED + 1)); log "cluster start failed"; exit 1; }
-eval "$ENV"
+log "starting cluster in $DIR/k8s"
+start_cluster
 K() { kubectl "$@"; }
 NS=nsc-smoke
 
@@ -177,7 +145,7 @@ rm -f "$DRY" "$DRY.bad"
 
 # The project's own manifests, when present: its namespace for real (a dry-run cannot create the
 # namespace the other objects need), then everything through a server-side dry-run.
-DEPLOY="$HERE/../../deploy"
+DEPLOY="$REPO/deploy"
 if [ -f "$DEPLOY/kustomization.yaml" ]; then
   deploy_dry_run() {
     if [ -f "$DEPLOY/namespace.yaml" ]; then K apply --server-side -f "$DEPLOY/namespace.yaml" >/dev/null || return 1; fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the Kubernetes manifests of nfs-subdir-csi.
 
-Run by tests/manifests/validate.sh, which provides the tools (a venv with
+Run by tests/e2e/manifests/run.sh, which provides the tools (a venv with
 kubernetes-validate, a pinned Helm, a kustomize). Checks, each printed as one
 PASS/FAIL line:
 
@@ -14,7 +14,7 @@ PASS/FAIL line:
     privileges, mount propagation, RBAC verbs, pinned images, ...);
   * deploy/provisioner/: leader election with the pod name as identity, the
     `nfs:` volume at --default-share equal to --nfs-server/--nfs-path, least
-    privilege, exactly the RBAC tests/k8s/scenario-b.sh runs with, classes of
+    privilege, exactly the RBAC tests/e2e/k8s/scenario-b.sh runs with, classes of
     its provisioner name, nothing clashing with deploy/;
   * the chart's default render equals the plain manifests object by object,
     and its render with `mode=provisioner` equals deploy/provisioner/ (and
@@ -50,8 +50,8 @@ import yaml
 try:
     import kubernetes_validate
     from kubernetes_validate import utils as kv_utils
-except ImportError:  # pragma: no cover - validate.sh installs it
-    sys.exit("kubernetes-validate is not installed (run tests/manifests/validate.sh)")
+except ImportError:  # pragma: no cover - run.sh installs it
+    sys.exit("kubernetes-validate is not installed (run tests/e2e/manifests/run.sh)")
 
 DRIVER_NAME = "nfs-subdir.csi.rs"
 NAMESPACE = "nfs-subdir-csi"
@@ -77,7 +77,7 @@ NOT_K8S_OBJECTS = {"kustomization.yaml", "Chart.yaml", "values.yaml"}
 DRIVER_SUBCOMMANDS = ("serve", "provisioner")
 # deploy/provisioner/: the sidecar-free mode, a kustomization of its own.
 PROVISIONER_DIR = "provisioner"
-# The least-privilege RBAC of `nfs-subdir-csi provisioner`, as tests/k8s/scenario-b.sh's rbac()
+# The least-privilege RBAC of `nfs-subdir-csi provisioner`, as tests/e2e/k8s/scenario-b.sh's rbac()
 # proves it on a real API server: (apiGroup, resource) -> verbs. The mode must get exactly this.
 PROVISIONER_CLUSTER_RULES = {
     ("", "persistentvolumeclaims"): {"get", "list", "watch"},
@@ -677,9 +677,9 @@ def expand(rules: dict[tuple[str, str], set[str]]) -> set[tuple[str, str, str]]:
 
 
 def tested_provisioner_rbac(root: Path) -> tuple[set, set] | None:
-    """The ClusterRole and Role rules of tests/k8s/scenario-b.sh's rbac() for the full account,
+    """The ClusterRole and Role rules of tests/e2e/k8s/scenario-b.sh's rbac() for the full account,
     as (cluster triples, lease triples); None when the script is not there or not in that shape."""
-    f = root / "tests" / "k8s" / "scenario-b.sh"
+    f = root / "tests" / "e2e" / "k8s" / "scenario-b.sh"
     if not f.is_file():
         return None
     text = f.read_text()
@@ -827,7 +827,7 @@ def provisioner_rules(objs: list[dict], base: list[dict], base_install: bool = T
     for got, want, what in ((cluster, expand(PROVISIONER_CLUSTER_RULES), "ClusterRole"),
                             (lease, expand(PROVISIONER_LEASE_RULES), f"Role in {lease_ns}")):
         for g, r, v in sorted(want - got):
-            p.append(f"{what}: lacks {v} on {r}{'.' + g if g else ''} (tests/k8s/scenario-b.sh needs it)")
+            p.append(f"{what}: lacks {v} on {r}{'.' + g if g else ''} (tests/e2e/k8s/scenario-b.sh needs it)")
         for g, r, v in sorted(got - want):
             p.append(f"{what}: grants {v} on {r}{'.' + g if g else ''}, beyond the tested minimal RBAC")
     for r in find(objs, "ClusterRole") + find(objs, "Role"):
@@ -1129,14 +1129,14 @@ def main() -> int:
                   namespace_rules(prov))
         tested = tested_provisioner_rbac(root)
         if tested is None:
-            print("SKIP tested RBAC vs tests/k8s/scenario-b.sh (rbac() not found in the expected shape)")
+            print("SKIP tested RBAC vs tests/e2e/k8s/scenario-b.sh (rbac() not found in the expected shape)")
         else:
             cl, le = tested
             d = [f"ClusterRole rules: {t} only in scenario-b.sh" for t in sorted(cl - expand(PROVISIONER_CLUSTER_RULES))]
             d += [f"ClusterRole rules: {t} only in check_manifests.py" for t in sorted(expand(PROVISIONER_CLUSTER_RULES) - cl)]
             d += [f"Role rules: {t} only in scenario-b.sh" for t in sorted(le - expand(PROVISIONER_LEASE_RULES))]
             d += [f"Role rules: {t} only in check_manifests.py" for t in sorted(expand(PROVISIONER_LEASE_RULES) - le)]
-            rep.check("the minimal RBAC checked here is the one tests/k8s/scenario-b.sh runs with", d,
+            rep.check("the minimal RBAC checked here is the one tests/e2e/k8s/scenario-b.sh runs with", d,
                       f"{len(cl)} + {len(le)} verb grants")
 
     # ---- 4. examples
@@ -1229,7 +1229,7 @@ def main() -> int:
     with guard(rep, 'Helm chart'):
         rep.section("Helm chart deploy/helm/nfs-subdir-csi")
         if not args.helm:
-            rep.fail("helm available", "no helm binary given (validate.sh installs one)")
+            rep.fail("helm available", "no helm binary given (run.sh installs one)")
         else:
             rc, out, err = run([args.helm, "lint", "--strict", str(chart), "--namespace", NAMESPACE,
                                 "--kube-version", K8S_VERSIONS[0]])

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# Validates the Kubernetes manifests: deploy/*.yaml, deploy/provisioner/*.yaml
+# tests/e2e/manifests/run.sh — validates the Kubernetes manifests: deploy/*.yaml, deploy/provisioner/*.yaml
 # (the sidecar-free mode), the Helm chart deploy/helm/nfs-subdir-csi and
 # examples/**/*.yaml.
 #
-#   bash tests/manifests/validate.sh
+#   bash tests/e2e/manifests/run.sh
 #
-# Installs what it needs, idempotently, under a cache directory
-# (${NFS_SUBDIR_CSI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nfs-subdir-csi}):
+# Installs what it needs, idempotently, under $NSC_CACHE (tests/e2e/lib.sh;
+# default ${XDG_CACHE_HOME:-$HOME/.cache}/nfs-subdir-csi):
 #   - a Python venv with kubernetes-validate (ships the Kubernetes JSON schemas,
 #     so validation works offline once installed) from PyPI;
 #   - Helm, built from the Go module proxy with `go install`;
 #   - kustomize: `kubectl kustomize` when kubectl is on PATH, else a `kustomize`
 #     on PATH, else built with `go install` (the kustomize check is skipped if
 #     that fails).
-# Then runs tests/manifests/check_manifests.py, which prints one PASS/FAIL line
+# Then runs tests/e2e/manifests/check_manifests.py, which prints one PASS/FAIL line
 # per check and ends with `manifests: N passed, M failed`. Exits non-zero on
 # any failure.
 #
@@ -34,12 +34,15 @@ HELM_K8S_MAJOR=1
 HELM_K8S_MINOR=37
 KUSTOMIZE_VERSION=v5.7.1
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-CACHE=${NFS_SUBDIR_CSI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nfs-subdir-csi}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../../.." && pwd)
+# shellcheck source=tests/e2e/lib.sh
+. "$HERE/../lib.sh"
+CACHE=$NSC_CACHE
 mkdir -p "$CACHE/bin"
 
-say() { echo "validate.sh: $*"; }
-die() { echo "validate.sh: ERROR: $*" >&2; echo "manifests: 0 passed, 1 failed"; exit 1; }
+say() { echo "manifests: $*"; }
+die() { echo "manifests: ERROR: $*" >&2; fail manifests-setup "$*"; summary manifests; exit 1; }
 
 # One installer at a time per cache (parallel CI jobs share it).
 exec 9>"$CACHE/.lock"
@@ -139,5 +142,5 @@ fi
 flock -u 9 2>/dev/null || true
 
 say "helm $("$HELM" version --short 2>/dev/null); kustomize: ${KUSTOMIZE:-none}"
-exec "$VENV/bin/python" "$ROOT/tests/manifests/check_manifests.py" \
+exec "$VENV/bin/python" "$HERE/check_manifests.py" \
     --root "$ROOT" --helm "$HELM" --kustomize "$KUSTOMIZE"

@@ -1,13 +1,13 @@
 #!/bin/bash
-# tests/nfs-guest/run.sh — run a test script inside a QEMU guest running Debian's kernel, with real
+# tests/e2e/nfs-guest/boot.sh — run a test script inside a QEMU guest running Debian's kernel, with real
 # kernel NFS mounts against an nfs-ganesha server that the harness runs on this host.
 #
 # Why: the host kernel has no NFS client, so real mounts need a guest kernel. The guest mounts the
 # host's root read-only over virtio-9p and chroots into it, so host-built binaries (the driver in
 # target/, csi-sanity in /root/go/bin) run inside the guest unchanged. One boot runs a whole suite.
 #
-# Usage (as root):  tests/nfs-guest/run.sh [GUEST_SCRIPT [ARGS...]]
-#   GUEST_SCRIPT  bash script on the host filesystem (default: selftest-guest.sh next to run.sh); it
+# Usage (as root):  tests/e2e/nfs-guest/boot.sh [GUEST_SCRIPT [ARGS...]]
+#   GUEST_SCRIPT  bash script on the host filesystem (default: selftest-guest.sh next to boot.sh); it
 #                 runs inside the guest as root, cwd = NFS_GUEST_REPO, stdin /dev/null.
 #   Exit status   0 if every reported test passed; 1 on any FAIL, no results, non-zero script exit,
 #                 or guest timeout; 2 on a setup error (missing root, packages, kernel).
@@ -18,6 +18,10 @@
 # export $NFS_GUEST_EXPORT as pseudo path /export, mount path == pseudo path) and boot QEMU once,
 # (4) collect results, run the script's optional host check, print a summary.
 # Every process of step 3 dies with the namespace; nothing on the host's own network is touched.
+#
+# The parts, each a file of its own: boot.sh (this: host side, steps 1, 2 and 4), netns.sh (pid 1 of
+# the private namespace: rpcbind, ganesha, its control loop, QEMU), init.sh (the initramfs's /init),
+# launch.sh (runs the guest script inside the guest), guest-helpers.sh (for guest scripts).
 #
 # Environment of the guest script:
 #   NFS_SERVER=10.0.2.2  NFS_SHARE=/export  NFS_PORT  NFS_MOUNT_PORT   (the server as the guest sees it;
@@ -30,8 +34,8 @@
 #   NFS_GUEST_SUITE_TIMEOUT          seconds the script may run before it is killed
 #   HOME=/tmp/nfs-guest-home, hostname nfs-guest, plus every variable named in $NFS_GUEST_ENV
 #   (e.g. NFS_GUEST_ENV="RUST_LOG CSI_SANITY_FOCUS") and RUST_LOG/RUST_BACKTRACE if set.
-#   guest-lib.sh (source "$NFS_GUEST_DIR/guest-lib.sh") has pass/fail/check helpers, nfs_opts and
-#   nfs_server (the control protocol below).
+#   guest-helpers.sh (source "$NFS_GUEST_DIR/guest-helpers.sh") has tests/e2e/lib.sh's pass/fail/check
+#   helpers, nfs_opts and nfs_server (the control protocol below).
 #
 # Guest filesystem: / is the host root, read-only (9p, cache=loose: host changes made during the run
 # are not seen). tmpfs on /tmp, /run, /var/tmp, /dev/shm; proc, sysfs, devtmpfs, devpts, cgroup2.
@@ -41,14 +45,15 @@
 # Modules not in the initramfs load with `modprobe` from the host root (same kernel version).
 #
 # Reporting: the script's stdout+stderr go to the console and to $RESULTS/guest.log. Lines
-# "PASS <name>" and "FAIL <name> [detail]" at the start of a line are the results; anything else is
+# "PASS <name>", "FAIL <name>: <why>" and "SKIP <name>: <why>" at the start of a line are the results
+# (tests/e2e/lib.sh); anything else is
 # log. Background daemons a script starts should log to a file of their own (e.g. $RESULTS/x.log):
 # the harness waits at most 3 s for the log pipe to close after the script exits.
 #
-# Host phases (optional): if the script contains a line "# nfs-guest: host-phases", run.sh also runs it
+# Host phases (optional): if the script contains a line "# nfs-guest: host-phases", boot.sh also runs it
 # on the host (outside the guest, ganesha not running) with NFS_GUEST_PHASE=host-prepare before the
 # boot and NFS_GUEST_PHASE=host-check after it, with EXPORT_DIR (the exported host directory) and
-# RESULTS (the results directory as a host path). PASS/FAIL lines of host-check count too.
+# RESULTS (the results directory as a host path). Result lines of host-check count too.
 #
 # Server control protocol (for "server down" tests), over the results share:
 #   guest: rm -f $RESULTS/ganesha-<op>.ack; create $RESULTS/ganesha-<op> (write a temp name, rename)
@@ -59,12 +64,12 @@
 #          start   start again with the same config and export; ack once NFS answers a NULL call
 #          restart stop + start
 #   The export directory, ports and rpcbind stay the same across stop/start (rpcbind keeps running).
-#   guest-lib.sh's `nfs_server stop|kill|start|restart [timeout_s]` does the guest side.
+#   guest-helpers.sh's `nfs_server stop|kill|start|restart [timeout_s]` does the guest side.
 #
-# Knobs (environment of run.sh):
+# Knobs (environment of boot.sh):
 #   NFS_GUEST_WORK     work dir (default: new mktemp -d under $TMPDIR or /tmp); kept after the run
 #   NFS_GUEST_EXPORT   exported directory (default: $NFS_GUEST_WORK/export)
-#   NFS_GUEST_CACHE    cache of the uncompressed kernel (default /var/tmp/nfs-guest-cache)
+#   NSC_CACHE          the suites' cache (tests/e2e/lib.sh); the uncompressed kernel goes to nfs-guest/
 #   NFS_PORT=2049 NFS_MOUNT_PORT=20048   ganesha's ports (private namespace, so defaults never clash)
 #   NFS_GUEST_TIMEOUT=480   qemu wall-clock limit in seconds; the suite gets this minus 60
 #   NFS_GUEST_MEM=1024 NFS_GUEST_SMP=2 NFS_GUEST_ACCEL=auto|tcg|kvm  NFS_GUEST_KVER (kernel version)
@@ -72,98 +77,17 @@
 #   NFS_GUEST_NO_INSTALL=1  never call apt-get (fail if something is missing)
 set -euo pipefail
 
-now() { local t=${EPOCHREALTIME/./}; echo $((10#$t / 1000)); }   # ms
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+REPO=$(cd "$HERE/../../.." && pwd -P)
+# shellcheck source=tests/e2e/lib.sh
+. "$HERE/../lib.sh"
+now() { e2e_ms; }
 el() { local d=$(($(now) - $1)); printf '%d.%03d' $((d / 1000)) $((d % 1000)); }
 log() { echo "nfs-guest: $*"; }
 die() { echo "nfs-guest: error: $*" >&2; exit 2; }
 
-if [[ ${1:-} == --inner ]]; then
-  ###################### inside the private net+mount+pid namespace (pid 1) ######################
-  # Inherited: NG_WORK NG_SHARE NG_GANESHA NFS_PORT NFS_MOUNT_PORT NG_QEMU (array as %q string)
-  G=$NG_GANESHA R=$NG_SHARE
-  mount -t tmpfs -o mode=755 tmpfs /run            # private rpcbind socket; host's /run untouched
-  ip link set lo up
-  mkdir -p /run/rpcbind
-  chown _rpc /run/rpcbind 2>/dev/null || true
-  rpcbind -f </dev/null >>"$G/rpcbind.log" 2>&1 &
-  for _ in $(seq 100); do [[ -S /run/rpcbind.sock ]] && break; sleep 0.05; done
-  [[ -S /run/rpcbind.sock ]] || { echo "nfs-guest: rpcbind did not start"; exit 2; }
-
-  alive() { local s; s=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) && [[ $s != Z ]]; }
-  ganesha_start() {
-    local pid lines; lines=$(wc -l 2>/dev/null <"$G/ganesha.log" || echo 0)
-    ganesha.nfsd -F -f "$G/ganesha.conf" -L "$G/ganesha.log" -p "$G/ganesha.pid" </dev/null >>"$G/ganesha.out" 2>&1 &
-    pid=$!; echo "$pid" >"$G/server.pid"
-    for _ in $(seq 300); do                             # 15 s
-      alive "$pid" || { echo "ganesha exited:"; tail -n +"$((lines + 1))" "$G/ganesha.log" | grep -E 'CRIT|FATAL|MAJ' | grep -v -E 'DBUS|krb5' | tail -5; return 1; }
-      if tail -n +"$((lines + 1))" "$G/ganesha.log" | grep -q 'NFS SERVER INITIALIZED' &&
-        rpcinfo -n "$NFS_PORT" -t 127.0.0.1 100003 4 >/dev/null 2>&1; then return 0; fi
-      sleep 0.05
-    done
-    echo "ganesha not ready after 15 s"; return 1
-  }
-  ganesha_stop() {  # $1 = TERM|KILL
-    local pid; pid=$(cat "$G/server.pid" 2>/dev/null) || { echo "not running"; return 1; }
-    alive "$pid" || { rm -f "$G/server.pid"; echo "not running"; return 1; }
-    kill -"$1" "$pid"
-    for _ in $(seq 300); do alive "$pid" || break; sleep 0.05; done
-    alive "$pid" && { kill -KILL "$pid"; sleep 0.2; }
-    rm -f "$G/server.pid"
-  }
-  control_loop() {  # the protocol described in the header
-    local op req st t0 d l
-    while :; do
-      for op in stop kill start restart; do
-        req=$R/ganesha-$op
-        [[ -e $req ]] || continue
-        rm -f "$req"; t0=$(now)
-        case $op in
-          stop) st=$(ganesha_stop TERM 2>&1) ;;
-          kill) st=$(ganesha_stop KILL 2>&1) ;;
-          start) st=$(ganesha_start 2>&1) ;;
-          restart) st=$(ganesha_stop TERM 2>&1 && ganesha_start 2>&1) ;;
-        esac && st=ok || st="error: ${st//$'\n'/; }"
-        echo "$st" >"$req.ack.tmp" && mv -f "$req.ack.tmp" "$req.ack"
-        d=$((t0 - $(cat "$NG_WORK/qemu.start" 2>/dev/null || echo "$t0")))
-        printf -v l '[%4d.%03d] [host] ganesha-%s: %s (%ss)' $((d / 1000)) $((d % 1000)) "$op" "$st" "$(el "$t0")"
-        echo "$l" >>"$NG_WORK/serial.log"
-        [[ ${NFS_GUEST_QUIET:-} == 1 ]] || echo "$l"
-      done
-      sleep 0.1
-    done
-  }
-
-  t0=$(now)
-  ganesha_start || { echo "nfs-guest: ganesha did not start (log: $G/ganesha.log)"; exit 2; }
-  echo "nfs-guest: ganesha ready on ports $NFS_PORT (nfs) / $NFS_MOUNT_PORT (mountd) in $(el "$t0")s"
-  control_loop </dev/null &
-
-  qemu=()
-  eval "qemu=($NG_QEMU)"
-  now >"$NG_WORK/qemu.start"
-  set +e
-  timeout -k 5 "$NFS_GUEST_TIMEOUT" "${qemu[@]}" </dev/null 2>&1 | {
-    # timestamp every console line with seconds since qemu start (host clock)
-    t0=$(now)
-    while IFS= read -r l; do
-      l=${l%$'\r'}
-      d=$(($(now) - t0)); printf -v l '[%4d.%03d] %s' $((d / 1000)) $((d % 1000)) "$l"
-      echo "$l" >>"$NG_WORK/serial.log"
-      [[ ${NFS_GUEST_QUIET:-} == 1 ]] || echo "$l"
-    done
-  }
-  rc=${PIPESTATUS[0]}
-  set -e
-  echo "$rc" >"$NG_WORK/qemu.rc"
-  now >"$NG_WORK/qemu.end"
-  exit 0    # pid 1 exits: the kernel kills ganesha, rpcbind and the control loop
-fi
-
-##################################### host side, phase 1 #####################################
 T0=$(now)
 [[ $(id -u) == 0 ]] || die "must run as root (ganesha needs real root; namespaces, 9p)"
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
-REPO=$(cd "$HERE/../.." && pwd -P)
 SCRIPT=${1:-$HERE/selftest-guest.sh}
 [[ $# -gt 0 ]] && shift
 ARGS=("$@")
@@ -175,7 +99,7 @@ NFS_PORT=${NFS_PORT:-2049}
 NFS_MOUNT_PORT=${NFS_MOUNT_PORT:-20048}
 NFS_GUEST_TIMEOUT=${NFS_GUEST_TIMEOUT:-480}
 SUITE_TIMEOUT=$((NFS_GUEST_TIMEOUT > 120 ? NFS_GUEST_TIMEOUT - 60 : NFS_GUEST_TIMEOUT / 2))
-CACHE=${NFS_GUEST_CACHE:-/var/tmp/nfs-guest-cache}
+CACHE=$NSC_CACHE/nfs-guest
 
 # ---- (1) packages
 PKGS=(nfs-ganesha nfs-ganesha-vfs rpcbind qemu-system-x86 linux-image-amd64 busybox-static cpio kmod
@@ -278,46 +202,15 @@ done
 for p in "${KEEP[@]}"; do [[ $p != *[[:space:]]* ]] || die "path with spaces cannot be kept: $p"; done
 echo "KEEP='${KEEP[*]}'" >"$SHARE/.harness/guest.conf"
 
-cat >"$ST/init" <<'EOF'
-#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-say() { echo "nfs-guest-init: $*"; }
-bail() { say "FATAL: $*"; poweroff -f; }
-say "init at uptime $(cut -d' ' -f1 /proc/uptime)s"
-for m in $(cat /modules.load); do insmod /lib/modules/$m || say "insmod failed: $m"; done
-hostname nfs-guest
-ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0; ip route add default via 10.0.2.2
-o=trans=virtio,version=9p2000.L,msize=262144
-R=/newroot
-mount -t 9p -o $o,ro,cache=loose hostroot $R || bail "cannot mount the host root (9p)"
-mount -t 9p -o $o results /results || bail "cannot mount the results share (9p)"
-. /results/.harness/guest.conf
-i=0; for p in $KEEP; do mkdir -p /keep/$i; mount --bind $R$p /keep/$i; i=$((i + 1)); done
-mount -t proc proc $R/proc; mount -t sysfs sys $R/sys; mount -t devtmpfs dev $R/dev
-mount -t cgroup2 cgroup2 $R/sys/fs/cgroup 2>/dev/null
-mkdir -p $R/dev/pts $R/dev/shm
-ln -sf /proc/self/fd $R/dev/fd; ln -sf fd/0 $R/dev/stdin; ln -sf fd/1 $R/dev/stdout; ln -sf fd/2 $R/dev/stderr
-mount -t devpts -o newinstance,ptmxmode=0666 devpts $R/dev/pts; mount -t tmpfs -o mode=1777 shm $R/dev/shm
-mount -t tmpfs -o mode=1777 tmp $R/tmp; mount -t tmpfs -o mode=755 run $R/run
-mount -t tmpfs -o mode=1777 vartmp $R/var/tmp
-i=0; for p in $KEEP; do mkdir -p $R$p; mount --move /keep/$i $R$p; i=$((i + 1)); done
-mkdir -p $R/run/nfs-guest; mount --move /results $R/run/nfs-guest
-say "root ready at uptime $(cut -d' ' -f1 /proc/uptime)s"
-chroot $R /bin/bash /run/nfs-guest/.harness/launch.sh
-sync
-poweroff -f
-EOF
+cp "$HERE/init.sh" "$ST/init"
 chmod +x "$ST/init"
 (cd "$ST" && find . | cpio -o -H newc --quiet) >"$WORK/initrd.cpio"
 
-# The launcher runs in the guest's chroot (host bash), sets the documented environment.
+# The launcher (launch.sh) runs in the guest's chroot; env.sh gives it the documented environment.
 fwd=()
 for v in RUST_LOG RUST_BACKTRACE ${NFS_GUEST_ENV:-}; do [[ -n ${!v+x} ]] && fwd+=("$v=${!v}"); done
 {
-  echo '#!/bin/bash'
-  echo '# generated by tests/nfs-guest/run.sh'
+  echo '# generated by tests/e2e/nfs-guest/boot.sh; sourced by launch.sh'
   printf 'export %q\n' PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/tmp/nfs-guest-home LANG=C.UTF-8 NFS_SERVER=10.0.2.2 NFS_SHARE=/export \
     NFS_PORT="$NFS_PORT" NFS_MOUNT_PORT="$NFS_MOUNT_PORT" NFS_GUEST_IP=10.0.2.15 \
@@ -325,23 +218,8 @@ for v in RUST_LOG RUST_BACKTRACE ${NFS_GUEST_ENV:-}; do [[ -n ${!v+x} ]] && fwd+
     NFS_GUEST_SUITE_TIMEOUT="$SUITE_TIMEOUT" "${fwd[@]}"
   printf 'script=%q\n' "$SCRIPT"
   printf 'args=('; ((${#ARGS[@]} == 0)) || printf '%q ' "${ARGS[@]}"; echo ')'
-  cat <<'EOF'
-up() { cut -d' ' -f1 /proc/uptime; }
-mkdir -p "$HOME"; cd "$NFS_GUEST_REPO" || cd /
-echo "nfs-guest: suite start at uptime $(up)s: $script ${args[*]}"
-exec {out}> >(exec tee "$RESULTS/guest.log")
-tee_pid=$!
-timeout -k 10 "$NFS_GUEST_SUITE_TIMEOUT" bash "$script" "${args[@]}" </dev/null >&"$out" 2>&1
-rc=$?
-exec {out}>&-
-# daemons the script left running may hold the pipe open: give tee 3 s, then go on
-end=$((SECONDS + 3))
-while kill -0 "$tee_pid" 2>/dev/null && ((SECONDS < end)); do sleep 0.1; done
-[[ $rc == 124 || $rc == 137 ]] && echo "FAIL guest-suite-timeout (${NFS_GUEST_SUITE_TIMEOUT}s)" >>"$RESULTS/guest.log"
-echo "$rc" >"$RESULTS/.harness/rc"
-echo "nfs-guest: suite end rc=$rc at uptime $(up)s"
-EOF
-} >"$SHARE/.harness/launch.sh"
+} >"$SHARE/.harness/env.sh"
+cp "$HERE/launch.sh" "$SHARE/.harness/launch.sh"
 
 # ganesha: NFSv3 + v4.x, one export; mount path == pseudo path so /export works for v3 and v4
 cat >"$G/ganesha.conf" <<EOF
@@ -395,7 +273,7 @@ QEMU+=(-nodefaults -no-user-config -display none -serial stdio -monitor none -no
 run_host_phase() {  # $1 = host-prepare|host-check; prints the script's output and FAIL on error
   grep -q '^# nfs-guest: host-phases' "$SCRIPT" || return 0
   (cd "$REPO" && NFS_GUEST_PHASE=$1 EXPORT_DIR=$EXPORT RESULTS=$SHARE NFS_GUEST_DIR=$HERE NFS_GUEST_REPO=$REPO \
-    timeout 120 bash "$SCRIPT" "${ARGS[@]}" </dev/null 2>&1) || echo "FAIL $1-exit-status ($?)"
+    timeout 120 bash "$SCRIPT" "${ARGS[@]}" </dev/null 2>&1) || echo "FAIL $1-exit-status: $?"
 }
 HOST_PREP_OUT=$(run_host_phase host-prepare)
 [[ -n $HOST_PREP_OUT ]] && echo "$HOST_PREP_OUT"
@@ -408,23 +286,23 @@ export NG_WORK=$WORK NG_SHARE=$SHARE NG_GANESHA=$G NFS_PORT NFS_MOUNT_PORT NFS_G
 NG_QEMU=$(printf '%q ' "${QEMU[@]}")
 export NG_QEMU
 unshare --net --mount --pid --fork --kill-child --mount-proc --propagation private \
-  "$BASH" "$HERE/run.sh" --inner || log "namespace runner exited with $?"
+  "$BASH" "$HERE/netns.sh" || log "namespace runner exited with $?"
 T_QEMU_WALL=$(el "$T_RUN")
 
 # ---- (4) verdict
 HOST_CHECK_OUT=$(run_host_phase host-check)
 [[ -n $HOST_CHECK_OUT ]] && { echo "--- host check ($NAME)"; echo "$HOST_CHECK_OUT"; }
-results=$( { grep -E '^(PASS|FAIL) ' "$SHARE/guest.log" 2>/dev/null || true
-  printf '%s\n%s\n' "$HOST_PREP_OUT" "$HOST_CHECK_OUT" | grep -E '^(PASS|FAIL) ' || true; } )
+results=$( { grep -E '^(PASS|FAIL|SKIP) ' "$SHARE/guest.log" 2>/dev/null || true
+  printf '%s\n%s\n' "$HOST_PREP_OUT" "$HOST_CHECK_OUT" | grep -E '^(PASS|FAIL|SKIP) ' || true; } )
 qrc=$(cat "$WORK/qemu.rc" 2>/dev/null || echo none)
 grc=$(cat "$SHARE/.harness/rc" 2>/dev/null || echo none)
 extra=()
-[[ $qrc == 124 || $qrc == 137 ]] && extra+=("FAIL guest-timeout (qemu killed after ${NFS_GUEST_TIMEOUT}s)")
-[[ $qrc != 0 && $qrc != 124 && $qrc != 137 ]] && extra+=("FAIL qemu-exit-status ($qrc)")
-[[ $grc == none && $qrc == 0 ]] && extra+=("FAIL guest-no-result (guest script never finished; see $WORK/serial.log)")
+[[ $qrc == 124 || $qrc == 137 ]] && extra+=("FAIL guest-timeout: qemu killed after ${NFS_GUEST_TIMEOUT}s")
+[[ $qrc != 0 && $qrc != 124 && $qrc != 137 ]] && extra+=("FAIL qemu-exit-status: $qrc")
+[[ $grc == none && $qrc == 0 ]] && extra+=("FAIL guest-no-result: the guest script never finished; see $WORK/serial.log")
 [[ $grc != none && $grc != 0 && $grc != 124 && $grc != 137 ]] && ! grep -q '^FAIL ' <<<"$results" &&
-  extra+=("FAIL guest-script-exit-status ($grc)")
-[[ -z $results && ${#extra[@]} == 0 ]] && extra+=("FAIL no-results (the script reported no PASS/FAIL lines)")
+  extra+=("FAIL guest-script-exit-status: $grc")
+[[ -z $results && ${#extra[@]} == 0 ]] && extra+=("FAIL no-results: the script reported no PASS/FAIL lines")
 for e in "${extra[@]}"; do results+=${results:+$'\n'}$e; done
 
 boot='?' suite='?'
@@ -434,14 +312,12 @@ if [[ -f $WORK/serial.log ]]; then
   [[ -n $boot && -n $end ]] && suite=$(awk -v a="$boot" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
   boot=${boot:-?}
 fi
-npass=$(grep -c '^PASS ' <<<"$results" || true)
-nfail=$(grep -c '^FAIL ' <<<"$results" || true)
+tally <<<"$results"
+rm -f "$WORK/initrd.cpio"
 {
   echo "==== nfs-guest summary: $NAME ($WORK)"
   [[ -n $results ]] && echo "$results"
   echo "timing: install/check ${T_INSTALL}s, prep ${T_PREP}s, boot ${boot}s (qemu start -> suite start)," \
     "suite ${suite}s, namespace+qemu ${T_QEMU_WALL}s, total $(el "$T0")s"
-  echo "nfs-guest: $npass passed, $nfail failed"
-} | tee "$WORK/summary.txt"
-rm -f "$WORK/initrd.cpio"
-((nfail == 0))
+  summary nfs-guest
+} | tee "$WORK/summary.txt"   # pipefail: the status is summary's (non-zero on any FAIL)

@@ -1,24 +1,24 @@
 #!/bin/bash
-# tests/nfs-guest/csi-suite-guest.sh — the driver against real kernel NFS mounts, in ONE guest boot:
+# tests/e2e/nfs-guest/csi-suite-guest.sh — the driver against real kernel NFS mounts, in ONE guest boot:
 #   1. csi-sanity against `nfs-subdir-csi serve` with server=10.0.2.2 share=/export, NFSv4.1 and NFSv3
 #      (the version picked by the `mountOptions` StorageClass parameter);
-#   2. the guest scenarios of tests/nfs-guest/main.rs and its modules over gRPC (StatefulSet story,
+#   2. the guest scenarios of tests/e2e/nfs-guest/scenarios/main.rs and its modules over gRPC (StatefulSet story,
 #      default NFS version, stale handles on the controller's working mount and on a node target,
 #      server down and back, ganesha restart), against the same driver process, plus a
 #      controller-only second driver that deletes a volume knowing nothing but its id;
 #   3. host check: the directories of deleted volumes are gone from the export, the trash is empty.
-# Normally started by tests/nfs-guest/csi-suite.sh, which builds the binaries and calls
-#   tests/nfs-guest/run.sh tests/nfs-guest/csi-suite-guest.sh
+# Normally started by tests/e2e/nfs-guest/run.sh, which builds the binaries and calls
+#   tests/e2e/nfs-guest/boot.sh tests/e2e/nfs-guest/csi-suite-guest.sh
 # Environment (forwarded by csi-suite.sh through NFS_GUEST_ENV):
 #   NSC_DRIVER      the driver binary (target/debug/nfs-subdir-csi)
-#   NSC_GUEST_TEST  the compiled test binary of tests/nfs-guest/main.rs (empty: part 2 is skipped);
+#   NSC_GUEST_TEST  the compiled test binary of tests/e2e/nfs-guest/scenarios/main.rs (empty: part 2 is skipped);
 #                   its one test is #[ignore]d, so it runs here with --ignored and NSC_GUEST_SUITE=1
 #   CSI_SANITY      csi-sanity binary (empty: part 1 is skipped)
 #   NSC_SANITY_VERSIONS  NFS versions for csi-sanity (default "4.1 3")
 # nfs-guest: host-phases
 set -uo pipefail
-# shellcheck source-path=SCRIPTDIR source=guest-lib.sh
-. "${NFS_GUEST_DIR:-$(dirname "$0")}/guest-lib.sh"
+# shellcheck source-path=SCRIPTDIR source=guest-helpers.sh
+. "${NFS_GUEST_DIR:-$(dirname "$0")}/guest-helpers.sh"
 
 case ${NFS_GUEST_PHASE:-guest} in
   host-prepare)
@@ -27,7 +27,7 @@ case ${NFS_GUEST_PHASE:-guest} in
     # Volumes the guest deleted (one name per line, written by main.rs): gone from the export itself.
     list=$RESULTS/deleted-volumes.txt
     if [[ ! -s $list ]]; then
-      fail "host-deleted-volumes-listed ($list is missing: the guest scenarios did not get that far)"
+      fail "host-deleted-volumes-listed" "$list is missing: the guest scenarios did not get that far"
     else
       n=0 left=()
       while read -r name; do
@@ -35,14 +35,14 @@ case ${NFS_GUEST_PHASE:-guest} in
         n=$((n + 1))
         [[ -e $EXPORT_DIR/$name ]] && left+=("$name")
       done <"$list"
-      if ((${#left[@]} == 0)); then pass "host-deleted-volume-dirs-gone ($n checked on $EXPORT_DIR)"
-      else fail "host-deleted-volume-dirs-gone (still there: ${left[*]})"; fi
+      if ((${#left[@]} == 0)); then pass "host-deleted-volume-dirs-gone" "$n checked on $EXPORT_DIR"
+      else fail "host-deleted-volume-dirs-gone" "still there: ${left[*]}"; fi
     fi
     # Deleted directories go to the trash first and are removed in the background: all done by now.
     trash=$EXPORT_DIR/.nfs-subdir-csi/trash
     if [[ -d $trash ]]; then
       n=$(find "$trash" -mindepth 1 -maxdepth 1 | wc -l)
-      if ((n == 0)); then pass "host-trash-empty"; else fail "host-trash-empty ($n entries left in $trash)"; fi
+      if ((n == 0)); then pass "host-trash-empty"; else fail "host-trash-empty" "$n entries left in $trash"; fi
     fi
     exit 0 ;;
 esac
@@ -118,7 +118,7 @@ else:
 counts = f"{passed} passed, {skipped} skipped, {failed} failed"
 print(f"csi-sanity {label}: {counts}")
 ok = failed == 0 and passed > 0
-print(f"{'PASS' if ok else 'FAIL'} csi-sanity-nfs{label} ({counts})")
+print(f"PASS csi-sanity-nfs{label} ({counts})" if ok else f"FAIL csi-sanity-nfs{label}: {counts}")
 PY
 }
 
@@ -143,7 +143,7 @@ run_sanity() {  # VERS
   if [[ -s $RESULTS/sanity-v$v.xml ]]; then
     sanity_report "$RESULTS/sanity-v$v.xml" "v$v"
   else
-    fail "csi-sanity-nfsv$v (no junit report; exit $rc)"
+    fail "csi-sanity-nfsv$v" "no junit report; exit $rc"
     tail -30 "$RESULTS/sanity-v$v.log"
   fi
   ((rc == 0)) || echo "csi-suite: csi-sanity NFSv$v exit status $rc"
@@ -153,12 +153,12 @@ if [[ -n ${CSI_SANITY:-} ]]; then
   for v in ${NSC_SANITY_VERSIONS:-4.1 3}; do run_sanity "$v"; done
   # csi-sanity must leave no mounts behind
   leftover=$(awk '$2 ~ "^/tmp/sanity-" { print $2 }' /proc/mounts)
-  if [[ -z $leftover ]]; then pass "csi-sanity-no-leftover-mounts"; else fail "csi-sanity-no-leftover-mounts ($leftover)"; fi
+  if [[ -z $leftover ]]; then pass "csi-sanity-no-leftover-mounts"; else fail "csi-sanity-no-leftover-mounts" "$leftover"; fi
 else
   echo "csi-suite: CSI_SANITY not set: csi-sanity skipped"
 fi
 
-# ---- 2. scenarios over gRPC (tests/nfs-guest/main.rs)
+# ---- 2. scenarios over gRPC (tests/e2e/nfs-guest/scenarios/main.rs)
 if [[ -n ${NSC_GUEST_TEST:-} ]]; then
   SOCK2=$W/csi2.sock
   if DRIVER2_PID=$(start_driver "$SOCK2" "$W/work2" "$RESULTS/driver2.log" --roles controller); then
@@ -171,10 +171,10 @@ if [[ -n ${NSC_GUEST_TEST:-} ]]; then
       tee "$RESULTS/scenarios.log"
     rc=${PIPESTATUS[0]}
     echo "csi-suite: scenarios exited $rc after $(($(ms) - t)) ms"
-    ((rc == 0)) || grep -q '^FAIL ' "$RESULTS/guest.log" || fail "scenarios-exit-status ($rc)"
+    ((rc == 0)) || grep -q '^FAIL ' "$RESULTS/guest.log" || fail "scenarios-exit-status" "$rc"
     # exit 0 without the test having run (filtered out, not --ignored) must not pass quietly
     grep -q '^nfs-guest-scenarios: .* passed, .* failed' "$RESULTS/scenarios.log" ||
-      fail "scenarios-ran (the test binary reported no scenario summary; see scenarios.log)"
+      fail "scenarios-ran" "the test binary reported no scenario summary; see scenarios.log"
     kill "$DRIVER2_PID" 2>/dev/null
   else
     fail "driver2-start"
@@ -184,7 +184,7 @@ else
 fi
 
 # ---- the driver is still the one started first, and stops cleanly
-if kill -0 "$DRIVER_PID" 2>/dev/null; then pass "driver-survived-suite"; else fail "driver-survived-suite (it exited)"; fi
+if kill -0 "$DRIVER_PID" 2>/dev/null; then pass "driver-survived-suite"; else fail "driver-survived-suite" "it exited"; fi
 kill -TERM "$DRIVER_PID" 2>/dev/null
 for _ in $(seq 100); do kill -0 "$DRIVER_PID" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$DRIVER_PID" 2>/dev/null; then fail "driver-stops-on-sigterm"; kill -KILL "$DRIVER_PID"; else pass "driver-stops-on-sigterm"; fi

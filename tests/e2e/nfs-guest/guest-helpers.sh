@@ -1,21 +1,12 @@
 # shellcheck shell=bash
-# tests/nfs-guest/guest-lib.sh — helpers for guest scripts run by run.sh (see its header).
-# Source it from a guest script:  . "$NFS_GUEST_DIR/guest-lib.sh"
-# Needs the environment run.sh gives the guest: NFS_SERVER NFS_SHARE NFS_PORT NFS_MOUNT_PORT
-# NFS_GUEST_IP RESULTS.
+# tests/e2e/nfs-guest/guest-helpers.sh — helpers for guest scripts run by boot.sh (see its header).
+# Source it from a guest script:  . "$NFS_GUEST_DIR/guest-helpers.sh"
+# Needs the environment boot.sh gives the guest: NFS_SERVER NFS_SHARE NFS_PORT NFS_MOUNT_PORT
+# NFS_GUEST_IP RESULTS. Brings in tests/e2e/lib.sh: pass/fail/skip/check print the result lines
+# boot.sh counts.
 
-# pass NAME / fail NAME [DETAIL]: the result lines run.sh counts. Names: no spaces.
-pass() { echo "PASS $*"; }
-fail() { echo "FAIL $*"; }
-
-# check NAME CMD...: run CMD; PASS NAME if it succeeds, else FAIL NAME with its exit status.
-check() {
-  local name=$1 rc=0
-  shift
-  "$@" || rc=$?
-  if ((rc == 0)); then pass "$name"; else fail "$name (exit $rc: $*)"; fi
-  return "$rc"
-}
+# shellcheck source=tests/e2e/lib.sh
+. "${NFS_GUEST_DIR:-$(dirname "${BASH_SOURCE[0]}")}/../lib.sh"
 
 # ms: milliseconds since boot, for timing inside the guest.
 ms() { local u; read -r u _ </proc/uptime; u=${u/./}; echo $((10#$u * 10)); }
@@ -36,7 +27,7 @@ nfs_opts() {
 }
 
 # nfs_server stop|kill|start|restart [TIMEOUT_S]: ask the host to act on ganesha (protocol in
-# run.sh's header) and wait for the acknowledgement. Returns 0 on "ok".
+# boot.sh's header) and wait for the acknowledgement. Returns 0 on "ok".
 nfs_server() {
   local op=$1 t=${2:-60} req ack st end
   req=$RESULTS/ganesha-$op ack=$RESULTS/ganesha-$op.ack

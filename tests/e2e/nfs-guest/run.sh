@@ -1,21 +1,21 @@
 #!/bin/bash
-# tests/nfs-guest/csi-suite.sh — CI entry point for the driver against real kernel NFS mounts.
+# tests/e2e/nfs-guest/run.sh — the nfs-guest suite: the driver against real kernel NFS mounts.
 #
-# Builds what the guest runs (the driver, the scenario test binary of tests/nfs-guest/main.rs,
-# csi-sanity if missing), then boots the QEMU guest once (tests/nfs-guest/run.sh, which installs its
-# Debian packages and runs ganesha in a private network namespace) with csi-suite-guest.sh:
-# csi-sanity for NFSv4.1 and NFSv3, the StatefulSet story, server down/up, stale handles.
-# Ends with "nfs-guest: N passed, M failed"; exit status 0 only if nothing failed.
+# Builds what the guest runs (the driver, the scenario test binary of scenarios/main.rs, csi-sanity
+# if missing), then boots the QEMU guest once (boot.sh, which installs its Debian packages and runs
+# ganesha in a private network namespace) with csi-suite-guest.sh: csi-sanity for NFSv4.1 and
+# NFSv3, the StatefulSet story, server down/up, stale handles.
+# Ends with "nfs-guest: N passed, N failed" (tests/e2e/lib.sh); exit status 0 only if nothing failed.
 #
-# Usage (as root):  bash tests/nfs-guest/csi-suite.sh
+# Usage (as root):  bash tests/e2e/nfs-guest/run.sh
 # Knobs: CSI_SANITY (binary; default $(go env GOPATH)/bin/csi-sanity, installed at
 #        CSI_SANITY_VERSION if missing), NSC_SANITY_VERSIONS ("4.1 3"), NSC_SKIP_SANITY=1,
 #        NSC_SKIP_SCENARIOS=1, NSC_GUEST_ONLY (comma list of scenarios: story, default-version,
 #        working-estale, node-stale-target, server-down, server-restart),
-#        and run.sh's knobs (NFS_GUEST_TIMEOUT, NFS_GUEST_WORK, NFS_GUEST_QUIET, ...).
+#        and boot.sh's knobs (NFS_GUEST_TIMEOUT, NFS_GUEST_WORK, NFS_GUEST_QUIET, ...).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
-REPO=$(cd "$HERE/../.." && pwd -P)
+REPO=$(cd "$HERE/../../.." && pwd -P)
 cd "$REPO"
 [[ $(id -u) == 0 ]] || { echo "csi-suite: must run as root (ganesha, namespaces, mounts)" >&2; exit 2; }
 export PATH=$PATH:/usr/local/go/bin:$HOME/go/bin:$HOME/.cargo/bin
@@ -25,7 +25,7 @@ T0=$SECONDS
 # ---- the driver and the scenario binary (host builds; the guest sees the host root read-only)
 locked=()
 [[ -n ${CI:-} ]] && locked=(--locked)
-say "cargo build (driver) and cargo test --no-run (tests/nfs-guest/main.rs)"
+say "cargo build (driver) and cargo test --no-run (tests/e2e/nfs-guest/scenarios/main.rs)"
 cargo build "${locked[@]}" --bin nfs-subdir-csi
 NSC_DRIVER=$REPO/target/debug/nfs-subdir-csi
 NSC_GUEST_TEST=
@@ -65,5 +65,5 @@ export NSC_GUEST_ONLY=${NSC_GUEST_ONLY:-}
 export NFS_GUEST_ENV="${NFS_GUEST_ENV:-} NSC_DRIVER NSC_GUEST_TEST CSI_SANITY NSC_SANITY_VERSIONS NSC_GUEST_ONLY"
 export NFS_GUEST_TIMEOUT=${NFS_GUEST_TIMEOUT:-720}   # a hang costs CI at most 12 min
 say "booting the guest (host preparation took $((SECONDS - T0)) s)"
-# run.sh ends with the summary line "nfs-guest: N passed, M failed" and the exit status
-exec bash "$HERE/run.sh" "$HERE/csi-suite-guest.sh"
+# boot.sh ends with the summary line "nfs-guest: N passed, N failed" and the exit status
+exec bash "$HERE/boot.sh" "$HERE/csi-suite-guest.sh"

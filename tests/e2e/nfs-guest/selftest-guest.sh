@@ -1,14 +1,14 @@
 #!/bin/bash
-# tests/nfs-guest/selftest-guest.sh — proves the harness: bare mount(2) of the harness's ganesha export
+# tests/e2e/nfs-guest/selftest-guest.sh — proves the harness: bare mount(2) of the harness's ganesha export
 # for NFSv4.1, 4.0, 4.2 and 3 (busybox mount and a direct mount(2) call: text options straight to the
 # kernel, no mount.nfs helper), file I/O seen by the host, which options the non-default-port case
 # needs, and the server stop/start protocol with soft mounts.
-# Run:  tests/nfs-guest/run.sh tests/nfs-guest/selftest-guest.sh
-#       NFS_PORT=12049 NFS_MOUNT_PORT=12048 tests/nfs-guest/run.sh   (non-default ports)
+# Run:  tests/e2e/nfs-guest/boot.sh tests/e2e/nfs-guest/selftest-guest.sh
+#       NFS_PORT=12049 NFS_MOUNT_PORT=12048 tests/e2e/nfs-guest/boot.sh   (non-default ports)
 # nfs-guest: host-phases
 # shellcheck disable=SC2015  # "cond && pass || fail" is fine: pass only echoes
 set -uo pipefail
-. "${NFS_GUEST_DIR:-$(dirname "$0")}/guest-lib.sh"
+. "${NFS_GUEST_DIR:-$(dirname "$0")}/guest-helpers.sh"
 
 case ${NFS_GUEST_PHASE:-guest} in
   host-prepare)
@@ -19,11 +19,11 @@ case ${NFS_GUEST_PHASE:-guest} in
     for v in 4.1 4.0 4.2 3; do
       f=$EXPORT_DIR/selftest/v$v.txt
       if [[ $(cat "$f" 2>/dev/null) == "hello from the guest over NFSv$v" ]]; then pass "host-sees-v$v-file"
-      else fail "host-sees-v$v-file ($f: $(head -c 80 "$f" 2>&1))"; fi
+      else fail "host-sees-v$v-file" "$f: $(head -c 80 "$f" 2>&1)"; fi
     done
     for v in 4.1 3; do
       f=$EXPORT_DIR/selftest/after-restart-v$v.txt
-      if [[ -s $f ]]; then pass "host-sees-v$v-write-after-restart"; else fail "host-sees-v$v-write-after-restart ($f)"; fi
+      if [[ -s $f ]]; then pass "host-sees-v$v-write-after-restart"; else fail "host-sees-v$v-write-after-restart" "$f"; fi
     done
     exit 0 ;;
 esac
@@ -58,7 +58,7 @@ for v in 4.1 4.0 4.2 3; do
     echo "  busybox mount -t nfs -o $o $SRC: $(($(ms) - t)) ms; /proc/mounts: $(mounted_as "$d")"
     want=nfs4; [[ $v == 3 ]] && want=nfs
     read -r typ opts <<<"$(mounted_as "$d")"
-    [[ $typ == "$want" && ,$opts, == *,vers=$v,* ]] && pass "mount-v$v-type" || fail "mount-v$v-type ($typ $opts)"
+    [[ $typ == "$want" && ,$opts, == *,vers=$v,* ]] && pass "mount-v$v-type" || fail "mount-v$v-type" "$typ $opts"
     echo "hello from the guest over NFSv$v" >"$d/selftest/v$v.txt" &&
       [[ $(cat "$d/selftest/v$v.txt") == "hello from the guest over NFSv$v" ]] &&
       pass "io-v$v" || fail "io-v$v"
@@ -66,7 +66,7 @@ for v in 4.1 4.0 4.2 3; do
       pass "guest-sees-host-file-v$v" || fail "guest-sees-host-file-v$v"
     check "umount-v$v" umount "$d"
   else
-    fail "mount-v$v (busybox mount -o $o)"
+    fail "mount-v$v" "busybox mount -o $o"
   fi
 done
 
@@ -77,7 +77,7 @@ for v in 4.1 3; do
     pass "mount2-v$v"
     check "mount2-v$v-io" test -s "$d/selftest/from-host.txt"
     umount "$d"
-  else fail "mount2-v$v ($o)"; fi
+  else fail "mount2-v$v" "$o"; fi
 done
 
 # ---- 3. which options are needed (informational: INFO lines, not results)
@@ -97,7 +97,7 @@ probe 4.0 "vers=4.0,addr=$NFS_SERVER,port=$NFS_PORT,clientaddr=$NFS_GUEST_IP"
 probe 4 "vers=4,addr=$NFS_SERVER,port=$NFS_PORT"         # negotiates the minor version
 probe 4.1 "vers=4.1,addr=nfs-server-by-name"             # addr must be an IP address
 
-# ---- 4. server down / up with soft mounts (the protocol in run.sh's header)
+# ---- 4. server down / up with soft mounts (the protocol in boot.sh's header)
 soft=",soft,timeo=10,retrans=1"
 for v in 4.1 3; do
   d=$M/soft-v$v; mkdir -p "$d"
@@ -114,8 +114,8 @@ for v in 4.1 3; do
   timeout 5 stat -f "$d" >/dev/null 2>&1 || rc1=$?
   t2=$(ms)
   timeout 5 touch "$d/selftest/new-while-down" 2>/dev/null || rc2=$?
-  if ((rc1 != 0)); then pass "server-down-v$v-stat-fails"; else fail "server-down-v$v-stat-fails (stat -f succeeded)"; fi
-  if ((rc2 != 0)); then pass "server-down-v$v-touch-fails"; else fail "server-down-v$v-touch-fails (touch succeeded)"; fi
+  if ((rc1 != 0)); then pass "server-down-v$v-stat-fails"; else fail "server-down-v$v-stat-fails" "stat -f succeeded"; fi
+  if ((rc2 != 0)); then pass "server-down-v$v-touch-fails"; else fail "server-down-v$v-touch-fails" "touch succeeded"; fi
   echo "  v$v while down: stat -f rc=$rc1 after $((t2 - t)) ms, touch rc=$rc2 after $(($(ms) - t2)) ms"
 done
 t=$(ms)
@@ -130,7 +130,7 @@ for v in 4.1 3; do
   [[ -n $ok ]] && pass "server-back-v$v" || fail "server-back-v$v"
   echo "  v$v usable again after $(($(ms) - t)) ms ($i tries)"
   [[ $(cat "$d/selftest/soft-v$v.txt" 2>&1) == "before the stop" ]] && pass "no-estale-after-restart-v$v" ||
-    fail "no-estale-after-restart-v$v ($(head -c 80 "$d/selftest/soft-v$v.txt" 2>&1))"
+    fail "no-estale-after-restart-v$v" "$(head -c 80 "$d/selftest/soft-v$v.txt" 2>&1)"
 done
 # crash (SIGKILL) and restart in one go, then the mount must recover
 check server-kill nfs_server kill

@@ -1,4 +1,4 @@
-//! The harness around the guest (tests/nfs-guest/run.sh): ganesha control over the results share,
+//! The harness around the guest (tests/e2e/nfs-guest/boot.sh): ganesha control over the results share,
 //! the list of deleted volumes its host check reads, and the driver's log.
 
 use crate::Env;

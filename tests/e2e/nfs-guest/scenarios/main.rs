@@ -1,7 +1,7 @@
 //! Scenarios against real kernel NFS mounts, driven over gRPC like Kubernetes would. They run inside
-//! the QEMU guest of tests/nfs-guest (this host's kernel has no NFS client), started by
-//! `bash tests/nfs-guest/csi-suite.sh`, against a driver the guest script started and the harness's
-//! ganesha on the host (10.0.2.2 from the guest). Each check prints `PASS name` or `FAIL name detail`
+//! the QEMU guest of tests/e2e/nfs-guest (this host's kernel has no NFS client), started by
+//! `bash tests/e2e/nfs-guest/run.sh`, against a driver the guest script started and the harness's
+//! ganesha on the host (10.0.2.2 from the guest). Each check prints `PASS name` or `FAIL name: why`
 //! (the harness counts those lines); the test fails if any check did.
 //!
 //! - story-* (story.rs): the StatefulSet story: two volumes made as csi-provisioner would for
@@ -98,18 +98,19 @@ struct Report {
 
 impl Report {
     fn check(&mut self, name: &str, ok: bool, detail: impl Display) -> bool {
+        // The result lines of tests/e2e/lib.sh: `PASS name (note)`, `FAIL name: why`.
         let detail = detail.to_string();
-        let detail = if detail.is_empty() {
-            String::new()
-        } else {
-            format!(" ({detail})")
-        };
         if ok {
             self.passed += 1;
-            println!("PASS {name}{detail}");
+            if detail.is_empty() {
+                println!("PASS {name}");
+            } else {
+                println!("PASS {name} ({detail})");
+            }
         } else {
             self.failed.push(name.to_owned());
-            println!("FAIL {name}{detail}");
+            let why = if detail.is_empty() { "failed" } else { &detail };
+            println!("FAIL {name}: {why}");
         }
         ok
     }
@@ -132,12 +133,12 @@ fn info(msg: impl Display) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs a kernel NFS client and the harness's ganesha: run bash tests/nfs-guest/csi-suite.sh"]
+#[ignore = "needs a kernel NFS client and the harness's ganesha: run bash tests/e2e/nfs-guest/run.sh"]
 async fn nfs_guest_scenarios() {
     assert!(
         std::env::var("NSC_GUEST_SUITE").as_deref() == Ok("1"),
         "NSC_GUEST_SUITE=1 is not set: the nfs-guest scenarios need a kernel NFS client, a running \
-         driver and the harness's ganesha; run `bash tests/nfs-guest/csi-suite.sh` (its QEMU guest \
+         driver and the harness's ganesha; run `bash tests/e2e/nfs-guest/run.sh` (its QEMU guest \
          sets NSC_GUEST_SUITE=1)"
     );
     let env = Env::from_env();
