@@ -9,7 +9,7 @@ use crate::csi::pb::{
     controller_server::ControllerServer, identity_server::IdentityServer, node_server::NodeServer,
 };
 use crate::error::{Error, Result};
-use crate::metrics::{Metrics, layer::RpcMetricsLayer};
+use crate::metrics::{Metrics, Scope, layer::RpcMetricsLayer};
 use crate::node::Node;
 use crate::registration::{PluginIdentity, RegistrationState};
 use crate::setup::VolumeSetup;
@@ -81,7 +81,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         address => Some(crate::http::bind(address).await?),
     };
     let metrics = if http.is_some() {
-        Metrics::new()
+        Metrics::new(Scope::Serve)
     } else {
         Metrics::off()
     };

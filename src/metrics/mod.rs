@@ -30,6 +30,7 @@ pub struct Metrics {
 struct Inner {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    scope: Scope,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -43,16 +44,21 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    /// Metrics that are recorded and can be rendered; every metric is described, and
-    /// `build_info` is set.
-    pub fn new() -> Self {
+    /// Metrics that are recorded and can be rendered for the process `scope`. Every family of the
+    /// scope shows from the start: those with a fixed set of label values as zero series, the
+    /// others (method, code, errno) by their HELP and TYPE lines.
+    pub fn new(scope: Scope) -> Self {
         let recorder = PrometheusBuilder::new()
             .set_buckets(BUCKETS)
             .expect("the bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
         let m = Metrics {
-            inner: Some(Arc::new(Inner { recorder, handle })),
+            inner: Some(Arc::new(Inner {
+                recorder,
+                handle,
+                scope,
+            })),
         };
         m.describe();
         m.gauge(
@@ -60,7 +66,37 @@ impl Metrics {
             vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
         )
         .set(1.0);
+        m.zero_series(scope);
         m
+    }
+
+    /// Registers the series whose label values are known in advance at zero, so that rates work
+    /// from the first scrape.
+    fn zero_series(&self, scope: Scope) {
+        let labelled = |name, label: &'static str, values: &[&'static str]| {
+            for v in values {
+                self.counter(name, vec![Label::new(label, *v)]).increment(0);
+            }
+        };
+        labelled(
+            VOLUMES,
+            "action",
+            &["created", "deleted", "archived", "retained"],
+        );
+        self.counter(TRASH_REMOVED, Vec::new()).increment(0);
+        self.gauge(TRASH_ENTRIES, Vec::new()).set(0.0);
+        self.counter(REMOUNTS, Vec::new()).increment(0);
+        for state in MountState::ALL {
+            self.working_mounts(state, 0);
+        }
+        match scope {
+            Scope::Serve => labelled(REGISTRATIONS, "result", &["accepted", "refused"]),
+            Scope::Provisioner => {
+                labelled(CLAIMS, "result", &["provisioned", "released", "failed"]);
+                labelled(RECONCILE_ERRORS, "kind", &["claim", "volume"]);
+                self.leader(false);
+            }
+        }
     }
 
     /// Metrics that record nothing (no HTTP endpoint to serve them).
@@ -73,12 +109,24 @@ impl Metrics {
         self.inner.is_some()
     }
 
-    /// The Prometheus text exposition (format 0.0.4) of everything recorded so far.
+    /// The Prometheus text exposition (format 0.0.4) of everything recorded so far, plus the
+    /// HELP and TYPE lines of the scope's families that have no series yet.
     pub fn render(&self) -> String {
-        self.inner
-            .as_ref()
-            .map(|i| i.handle.render())
-            .unwrap_or_default()
+        let Some(i) = &self.inner else {
+            return String::new();
+        };
+        let mut text = i.handle.render();
+        for (name, kind, help) in DESCRIPTIONS.iter().filter(|d| i.scope.has(d.0)) {
+            if !text.contains(&format!("# TYPE {name} ")) {
+                let kind = match kind {
+                    Kind::Counter => "counter",
+                    Kind::Gauge => "gauge",
+                    Kind::Histogram => "histogram",
+                };
+                text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n\n"));
+            }
+        }
+        text
     }
 
     /// Folds recorded histogram samples into their buckets, so memory stays bounded between
@@ -236,7 +284,7 @@ mod tests {
         let off = Metrics::off();
         off.volume(VolumeAction::Created);
         assert_eq!(off.render(), "");
-        let on = Metrics::new();
+        let on = Metrics::new(Scope::Serve);
         on.volume(VolumeAction::Created);
         on.volume(VolumeAction::Created);
         on.trash_removal_failed("EACCES");
@@ -260,5 +308,21 @@ mod tests {
             text.contains("# HELP nfs_subdir_csi_volumes_total "),
             "{text}"
         );
+        // Families with no series yet still show; the provisioner's do not belong here.
+        assert!(text.contains("# TYPE nfs_subdir_csi_grpc_request_duration_seconds histogram"));
+        assert!(
+            text.contains("nfs_subdir_csi_volumes_total{action=\"retained\"} 0"),
+            "{text}"
+        );
+        assert!(!text.contains("nfs_subdir_csi_leader"), "{text}");
+        let p = Metrics::new(Scope::Provisioner).render();
+        assert!(p.contains("nfs_subdir_csi_leader 0"), "{p}");
+        assert!(!p.contains("grpc_requests_total"), "{p}");
+        for (name, _, _) in DESCRIPTIONS {
+            let shown = [&text, &p]
+                .iter()
+                .any(|t| t.contains(&format!("# HELP {name} ")));
+            assert!(shown, "{name}");
+        }
     }
 }

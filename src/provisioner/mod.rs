@@ -103,7 +103,7 @@ pub async fn run(args: ProvisionerArgs) -> Result<()> {
         address => Some(crate::http::bind(address).await?),
     };
     let metrics = if http.is_some() {
-        Metrics::new()
+        Metrics::new(crate::metrics::Scope::Provisioner)
     } else {
         Metrics::off()
     };

@@ -325,7 +325,10 @@ mod tests {
     #[tokio::test]
     async fn forget_only_drops_the_mount_that_failed() {
         let dir = tempfile::tempdir().unwrap();
-        let w = WorkingMounts::new(dir.path().to_owned(), Metrics::new());
+        let w = WorkingMounts::new(
+            dir.path().to_owned(),
+            Metrics::new(crate::metrics::Scope::Serve),
+        );
         let spec = ShareSpec::new(Some("h"), "/e", vec![]).unwrap();
         let current = dir
             .path()
