@@ -134,6 +134,58 @@ async fn kubelet_registers_the_plugin_over_the_real_socket() {
     assert!(!reg.exists(), "registration socket not removed at exit");
 }
 
+/// Kubelet dials the registration socket by its bare path, so its requests carry that path as
+/// `:authority` (kubernetes/kubernetes#109081), which h2 alone answers with PROTOCOL_ERROR.
+#[tokio::test]
+async fn a_socket_path_as_authority_is_served_as_kubelet_sends_it() {
+    use prost::Message;
+    let dir = tempfile::Builder::new()
+        .prefix("nsc-reg-")
+        .tempdir()
+        .unwrap();
+    let reg_dir = dir.path().join("plugins_registry");
+    let port = http::free_port();
+    let d = Driver::start_in(
+        dir,
+        &[
+            &format!("--kubelet-registration-path={}", reg_dir.display()),
+            &format!("--http-address=127.0.0.1:{port}"),
+        ],
+    )
+    .await;
+    let reg = reg_dir.join(SOCKET);
+    assert!(eventually(|| reg.exists()).await);
+    let path = reg.to_string_lossy().into_owned();
+    let (info, status) = tokio::task::spawn_blocking(move || {
+        let mut kubelet = common::h2raw::RawClient::connect(Path::new(&path), &path).unwrap();
+        let info = kubelet
+            .call("/pluginregistration.Registration/GetInfo", &[])
+            .expect("GetInfo with a path authority");
+        // Same connection: the encoder now refers to its table entry for the path authority.
+        let accepted = RegistrationStatus {
+            plugin_registered: true,
+            error: String::new(),
+        };
+        let status = kubelet
+            .call(
+                "/pluginregistration.Registration/NotifyRegistrationStatus",
+                &accepted.encode_to_vec(),
+            )
+            .expect("NotifyRegistrationStatus with a path authority");
+        (info, status)
+    })
+    .await
+    .unwrap();
+    assert_eq!(info.header("grpc-status"), Some("0"), "{info:?}");
+    let plugin = nfs_subdir_csi::registration::pb::PluginInfo::decode(info.message.as_slice())
+        .expect("a PluginInfo");
+    assert_eq!(plugin.r#type, "CSIPlugin");
+    assert_eq!(plugin.name, "nfs-subdir.csi.rs");
+    assert_eq!(status.header("grpc-status"), Some("0"), "{status:?}");
+    assert_eq!(http::get(port, "/healthz").0, 200);
+    drop(d);
+}
+
 #[tokio::test]
 async fn the_kubelet_csi_socket_flag_is_what_getinfo_tells() {
     let dir = tempfile::Builder::new()

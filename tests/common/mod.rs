@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod h2raw;
 pub mod http;
 
 use nfs_subdir_csi::csi::pb::{

@@ -9,6 +9,8 @@ pub mod pb {
     tonic::include_proto!("pluginregistration");
 }
 
+pub mod authority;
+
 use crate::error::Result;
 use crate::metrics::Metrics;
 use pb::registration_server::{Registration, RegistrationServer};
@@ -140,7 +142,14 @@ async fn run(
             },
         };
         tracing::info!(socket = %path.display(), "serving kubelet plugin registration");
-        let incoming = tokio_stream::wrappers::UnixListenerStream::new(bound);
+        // Every connection goes through the bridge that makes kubelet's `:authority` acceptable.
+        let incoming = futures::stream::unfold(bound, |listener| async move {
+            let next = listener
+                .accept()
+                .await
+                .map(|(client, _)| authority::bridge(client));
+            Some((next, listener))
+        });
         let again = refused.clone();
         let mut stop2 = stop.clone();
         let (fired_tx, mut fired_rx) = watch::channel(false);
