@@ -25,6 +25,7 @@ stage clippy        cargo clippy --all-targets --locked -- -D warnings
 stage build         cargo build --locked --all-targets
 stage cargo-test    cargo test --locked -- --test-threads=2
 stage csi-sanity    bash tests/csi-sanity/local.sh target/debug/nfs-subdir-csi
+stage metrics       bash tests/metrics/run.sh target/debug/nfs-subdir-csi
 stage example       cargo run --locked --example lifecycle
 stage manifests     bash tests/manifests/validate.sh
 stage nfs-guest     bash tests/nfs-guest/csi-suite.sh
