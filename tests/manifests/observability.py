@@ -191,7 +191,8 @@ def monitor_problems(objs: list[dict], namespace: str, components: set[str]) -> 
                 if not ports <= set(sp):
                     p.append(f"{name}: selects {cm.ident(svc)}, which has no port named {ports - set(sp)}")
                     continue
-                hit = [(labels, ps) for labels, ps in pods.values() if selects(svc["spec"].get("selector") or {}, labels)]
+                sel = {"matchLabels": svc["spec"].get("selector") or {}}
+                hit = [(labels, ps) for labels, ps in pods.values() if selects(sel, labels)]
                 if len(hit) != 1:
                     p.append(f"{cm.ident(svc)}: selects {len(hit)} workloads' pods, want one")
                     continue
@@ -330,7 +331,7 @@ def layout_self_tests(rep, plain: list[dict]) -> None:
         return cm.pod_spec(cm.find(o, "Deployment", "nfs-subdir-csi-controller")[0])
 
     def port(o):
-        cm.driver_container(node(o))["livenessProbe"]["httpGet"]["port"] = 29663
+        cm.driver_container(node(o))["livenessProbe"]["httpGet"]["port"] = 29999
 
     def extra_container(o):
         node(o)["containers"].append({"name": "x", "image": "busybox:1"})
