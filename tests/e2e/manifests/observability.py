@@ -309,6 +309,9 @@ def run(rep, root: Path, chart: Path, helm: str | None, kustomize: str | None, p
         rep.fail(f"{DASHBOARD} loads", str(e))
         return extra
     problems, shown = dashboard_problems(dash, types)
+    if problems:
+        problems.append(f"({source} describes {len(types)} families: {' '.join(sorted(types))}; every family "
+                        f"must have its # TYPE line from start-up, series or not)")
     rep.check(f"{DASHBOARD}: every PromQL names only contract metrics ({source})", problems,
               f"{len(dashboard_exprs(dash))} queries, {len(types)} families")
     rep.check(f"{DASHBOARD}: shows every family of the contract",
