@@ -49,32 +49,60 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+KUBECONFIG_NOWHERE = """apiVersion: v1
+kind: Config
+clusters: [{name: nowhere, cluster: {server: "https://127.0.0.1:1"}}]
+contexts: [{name: nowhere, context: {cluster: nowhere, user: nowhere}}]
+users: [{name: nowhere, user: {token: none}}]
+current-context: nowhere
+"""
+
+
+def families_at_start(binary: Path, sub: str, tmp: str) -> dict[str, str] | str:
+    """The families `sub` (serve or provisioner) describes on /metrics right after start, or why
+    not. The provisioner gets a kubeconfig of an address nothing listens on: its /metrics is up
+    while it retries the API server."""
+    port = free_port()
+    for d in ("share", "work"):
+        os.makedirs(f"{tmp}/{sub}/{d}", exist_ok=True)
+    argv = [str(binary), sub, "--default-share", f"{tmp}/{sub}/share", "--http-address", f"127.0.0.1:{port}"]
+    if sub == "serve":
+        argv += ["--endpoint", f"unix://{tmp}/{sub}/csi.sock", "--working-mount-dir", f"{tmp}/{sub}/work",
+                 "--nodeid", "contract"]
+    Path(tmp, "kubeconfig").write_text(KUBECONFIG_NOWHERE)
+    env = dict(os.environ, KUBECONFIG=f"{tmp}/kubeconfig")
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    return types_from_text(r.read().decode())
+            except OSError:
+                if proc.poll() is not None:
+                    return f"`{sub}` exited {proc.returncode}: {proc.stderr.read()[-300:]}"
+                time.sleep(0.1)
+        return f"`{sub}`: no /metrics answer within 10 s"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def contract_from_binary(binary: Path) -> tuple[dict[str, str] | None, str]:
-    """Families the binary describes on /metrics right after start, or (None, why not)."""
-    rc, out, err = cm.run([str(binary), "serve", "--help"])
-    if rc != 0 or "--http-address" not in out:
-        return None, f"`{binary} serve --help` has no --http-address"
+    """Families `serve` and `provisioner` describe on /metrics right after start (each shows its
+    own: the provisioner's claims/leader/reconcile only there), or (None, why not)."""
+    types: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="nsc-contract-") as tmp:
-        port = free_port()
-        for d in ("share", "work"):
-            os.makedirs(f"{tmp}/{d}")
-        proc = subprocess.Popen([str(binary), "serve", "--endpoint", f"unix://{tmp}/csi.sock",
-                                 "--default-share", f"{tmp}/share", "--working-mount-dir", f"{tmp}/work",
-                                 "--nodeid", "contract", "--http-address", f"127.0.0.1:{port}"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            for _ in range(100):
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                        return types_from_text(r.read().decode()), f"{binary} /metrics"
-                except OSError:
-                    if proc.poll() is not None:
-                        return None, f"the driver exited {proc.returncode}: {proc.stderr.read()[-300:]}"
-                    time.sleep(0.1)
-            return None, "no /metrics answer within 10 s"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+        for sub in ("serve", "provisioner"):
+            rc, out, _ = cm.run([str(binary), sub, "--help"])
+            if rc != 0 or "--http-address" not in out:
+                return None, f"`{binary} {sub} --help` has no --http-address"
+            got = families_at_start(binary, sub, tmp)
+            if isinstance(got, str):
+                return None, got
+            for name, kind in got.items():
+                if types.setdefault(name, kind) != kind:
+                    return None, f"{name} is a {types[name]} in one mode and a {kind} in the other"
+    return types, f"{binary} serve + provisioner /metrics"
 
 
 def contract_from_readme(root: Path) -> dict[str, str]:
