@@ -96,26 +96,28 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prometheus", required=True)
     ap.add_argument("--driver", required=True)
+    ap.add_argument("--provisioner", required=True, help="/metrics of a `provisioner` (its own families)")
     ap.add_argument("--after", type=float, required=True, help="when csi-sanity ended (epoch s)")
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--repo", type=Path, required=True)
     a = ap.parse_args()
     rep, prom, w = Report(), a.prometheus, a.work
     try:
-        run(rep, prom, a.driver, a.after, w, a.repo)
+        run(rep, prom, a.driver, a.provisioner, a.after, w, a.repo)
     except Exception as e:  # noqa: BLE001 - one FAIL line, not a traceback
         rep.check("checks ran", False, f"{type(e).__name__}: {e}")
     return 1 if rep.failed else 0
 
 
-def run(rep: Report, prom: str, driver: str, after: float, w: Path, repo: Path) -> None:
+def run(rep: Report, prom: str, driver: str, prov: str, after: float, w: Path, repo: Path) -> None:
     ts = wait_for_scrape(prom, after)
     rep.check("a scrape after csi-sanity ended", ts is not None,
               f"sample at {ts:.3f}, {ts - after:.2f} s after the end" if ts else "none within 30 s")
     if ts is None:
         return
-    up = scalar(prom, f'up{{job="{JOB}"}}')
-    rep.check("up == 1", up == 1, f'up{{job="{JOB}"}} = {up}')
+    up = by(prom, f'up{{job=~"{JOB}.*"}}', "job")
+    rep.check("up == 1 (serve and provisioner)", sorted(up) == [JOB, JOB + "-provisioner"] and set(up.values()) == {1},
+              f"up by job {up}")
     text = get(f"{driver}/metrics")
     (w / "metrics.txt").write_text(text)
     R = f'job="{JOB}"'
@@ -179,20 +181,33 @@ def run(rep: Report, prom: str, driver: str, after: float, w: Path, repo: Path) 
     cargo = re.search(r'(?m)^version = "([^"]+)"', (repo / "Cargo.toml").read_text()).group(1)
     rep.check("build_info{version} = Cargo.toml's version", version == [cargo], f"{version}, Cargo.toml {cargo}")
 
-    # promtool's linter on the raw text.
-    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
-    out = (p.stdout + p.stderr).strip()
-    rep.check("promtool check metrics", p.returncode == 0 and not out, out or "no problems")
+    # promtool's linter on the raw text of both processes.
+    for what, body in (("serve", text), ("provisioner", get(f"{prov}/metrics"))):
+        p = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True)
+        out = (p.stdout + p.stderr).strip()
+        rep.check(f"promtool check metrics ({what}'s /metrics)", p.returncode == 0 and not out,
+                  out or f"exit {p.returncode}, no problems in {len(body.splitlines())} lines")
 
-    # Every family: described at start-up (before any RPC), and each dashboard name among them.
+    # Every family: described at start-up (before any RPC) by serve or provisioner; the README's
+    # table names them all (when it has one); each dashboard name is among them.
     start = types_from_text((w / "metrics-start.txt").read_text())
-    end = types_from_text(text)
+    start_prov = types_from_text((w / "prov-metrics-start.txt").read_text())
+    end = {**types_from_text(get(f"{prov}/metrics")), **types_from_text(text)}
+    both = {**start_prov, **start}
     readme = dict(re.findall(r"(?m)^\|\s*`(" + PREFIX + r"[a-z0-9_]+)[^`]*`\s*\|\s*(counter|gauge|histogram)\b",
                              (repo / "README.md").read_text()))
-    missing = sorted(set(readme) - set(start))
-    rep.check("README's metric families are all described (# TYPE) on /metrics at start-up",
-              bool(readme) and not missing and all(start[n] == t for n, t in readme.items() if n in start),
-              f"missing {missing}" if missing else f"{len(readme)} families in README, {len(start)} at start-up")
+    if readme:
+        missing = sorted(set(readme) ^ set(both))
+        rep.check("README's metric table = the families serve + provisioner describe at start-up (# TYPE)",
+                  not missing and all(both[n] == t for n, t in readme.items()),
+                  f"differ: {missing}" if missing else f"{len(readme)} families")
+    else:
+        print("SKIP README's metric table vs /metrics: README.md has no metrics table")
+    late = sorted(set(end) - set(both))
+    rep.check("every family seen after csi-sanity was described at start-up, before any call (serve + provisioner)",
+              not late and all(n.startswith(PREFIX) for n in both),
+              f"only later: {late}" if late else
+              f"serve {len(start)}, provisioner {len(start_prov)}, together {len(both)}: {' '.join(sorted(both))}")
     dash = json.loads((repo / "deploy" / "grafana" / "nfs-subdir-csi.json").read_text())
     series = series_names(end)
     exprs = dashboard_exprs(dash)

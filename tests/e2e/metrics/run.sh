@@ -48,9 +48,10 @@ fi
 
 # ---- the driver and Prometheus, on free loopback ports ----
 work=$(mktemp -d /tmp/nsc-metrics.XXXXXX)
-dpid= ppid_=
+dpid= ppid_= vpid=
 cleanup() {
   [ -n "$dpid" ] && kill "$dpid" 2>/dev/null && wait "$dpid" 2>/dev/null
+  [ -n "$vpid" ] && kill "$vpid" 2>/dev/null && wait "$vpid" 2>/dev/null
   [ -n "$ppid_" ] && kill "$ppid_" 2>/dev/null && wait "$ppid_" 2>/dev/null
   grep -F " $work/" /proc/self/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
   if [ "$E2E_FAILED" != 0 ] || [ -n "${KEEP:-}" ]; then echo "metrics: logs kept in $work"; else rm -rf "$work"; fi
@@ -69,6 +70,28 @@ else
   bad "driver serves /metrics on 127.0.0.1:$dport" "no answer in 10 s: $(tail -n3 "$work/driver.log")"; finish
 fi
 
+# The provisioner's own families (claims, leader, reconcile errors): `provisioner` with an API
+# server address nothing listens on keeps retrying, its /metrics up; a second scrape job.
+vport=$(free_port)
+mkdir -p "$work/prov-share"
+cat >"$work/kubeconfig" <<'EOF'
+apiVersion: v1
+kind: Config
+clusters: [{name: nowhere, cluster: {server: "https://127.0.0.1:1"}}]
+contexts: [{name: nowhere, context: {cluster: nowhere, user: nowhere}}]
+users: [{name: nowhere, user: {token: none}}]
+current-context: nowhere
+EOF
+KUBECONFIG="$work/kubeconfig" "$driver" provisioner --default-share "$work/prov-share" \
+  --http-address "127.0.0.1:$vport" >"$work/provisioner.log" 2>&1 &
+vpid=$!
+for _ in $(seq 100); do curl -fsS -o "$work/prov-metrics-start.txt" "http://127.0.0.1:$vport/metrics" 2>/dev/null && break; sleep 0.1; done
+if [ -s "$work/prov-metrics-start.txt" ]; then
+  ok "provisioner serves /metrics on 127.0.0.1:$vport"
+else
+  bad "provisioner serves /metrics on 127.0.0.1:$vport" "no answer in 10 s: $(tail -n3 "$work/provisioner.log")"; finish
+fi
+
 pport=$(free_port)
 cat >"$work/prometheus.yml" <<EOF
 global:
@@ -78,6 +101,9 @@ scrape_configs:
   - job_name: nfs-subdir-csi
     static_configs:
       - targets: ["127.0.0.1:$dport"]
+  - job_name: nfs-subdir-csi-provisioner
+    static_configs:
+      - targets: ["127.0.0.1:$vport"]
 EOF
 promtool check config "$work/prometheus.yml" >/dev/null || { bad "prometheus.yml" "promtool check config failed"; finish; }
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
@@ -103,6 +129,7 @@ else
 fi
 
 python3 "$here/check.py" --prometheus "http://127.0.0.1:$pport" --driver "http://127.0.0.1:$dport" \
+  --provisioner "http://127.0.0.1:$vport" \
   --after "$ended" --work "$work" --repo "$repo" >"$work/check.out" 2>&1
 cat "$work/check.out"
 tally <"$work/check.out"
