@@ -315,6 +315,15 @@ def run(rep, root: Path, chart: Path, helm: str | None, kustomize: str | None, p
         problems = [q for o in k8s for q in cm.schema_problems(o) + cm.apiserver_rules(o)]
         problems += monitor_problems(objs, cm.NAMESPACE, comps)
         rep.check(name, problems, f"{len(objs) - len(k8s)} monitors, {len(cm.find(objs, 'Service'))} Services")
+        if mode == "csi":
+            broken = copy.deepcopy(objs)
+            cm.find(broken, "PodMonitor")[0]["spec"]["podMetricsEndpoints"][0]["port"] = "metrics"
+            sm = cm.find(broken, "ServiceMonitor")[0]["spec"]
+            sm["endpoint"] = sm.pop("endpoints")
+            q = monitor_problems(broken, cm.NAMESPACE, comps)
+            rep.check("self-test: a PodMonitor port no pod declares and a misspelled ServiceMonitor field are caught",
+                      [w for w in ("no port named {'metrics'}", "unknown field spec.endpoint")
+                       if not any(w in x for x in q)], f"{len(q)} problems found")
     if helm:
         objs, _ = cm.helm_template(helm, chart)
         rep.check("default render has no monitor and no Service (opt-in)",
