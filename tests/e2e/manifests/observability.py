@@ -23,7 +23,7 @@ from pathlib import Path
 
 import check_manifests as cm
 import layout
-from promql import PREFIX, dashboard_exprs, metric_names, series_names, types_from_text
+from promql import PREFIX, dashboard_exprs, metric_names, readme_families, series_names, types_from_text
 
 DASHBOARD = Path("deploy") / "grafana" / "nfs-subdir-csi.json"
 COMPONENT = Path("deploy") / "components" / "sidecars"
@@ -106,10 +106,8 @@ def contract_from_binary(binary: Path) -> tuple[dict[str, str] | None, str]:
 
 
 def contract_from_readme(root: Path) -> dict[str, str]:
-    """`| \\`nfs_subdir_csi_x{labels}\\` | counter | ... |` rows of README.md."""
-    text = (root / "README.md").read_text() if (root / "README.md").is_file() else ""
-    return {n: t for n, t in re.findall(
-        r"(?m)^\|\s*`(" + PREFIX + r"[a-z0-9_]+)[^`]*`\s*\|\s*(counter|gauge|histogram)\b", text)}
+    """The metrics table of README.md (promql.readme_families)."""
+    return readme_families((root / "README.md").read_text() if (root / "README.md").is_file() else "")
 
 
 # ---- the dashboard ----------------------------------------------------------------------------

@@ -13,6 +13,15 @@ PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", 
                 "bool", "offset", "inf", "nan"}
 
 
+def readme_families(text: str) -> dict[str, str]:
+    """Family -> type from README's metrics table: rows whose first cell is a name in backticks
+    (with or without the nfs_subdir_csi_ prefix, labels allowed after it) and whose second cell is
+    counter, gauge or histogram."""
+    rows = re.findall(r"(?m)^\|\s*`(?:" + PREFIX + r")?([a-z][a-z0-9_]*)[^`]*`\s*\|\s*(counter|gauge|histogram)\s*\|",
+                      text)
+    return {PREFIX + name: kind for name, kind in rows}
+
+
 def types_from_text(text: str) -> dict[str, str]:
     return dict(re.findall(r"(?m)^# TYPE (\S+) (\S+)", text))
 

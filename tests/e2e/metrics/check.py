@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "manifests"))  # tests/e2e/manifests
-from promql import PREFIX, dashboard_exprs, metric_names, series_names, types_from_text  # noqa: E402
+from promql import PREFIX, dashboard_exprs, metric_names, readme_families, series_names, types_from_text  # noqa: E402
 
 JOB = "nfs-subdir-csi"
 
@@ -194,8 +194,7 @@ def run(rep: Report, prom: str, driver: str, prov: str, after: float, w: Path, r
     start_prov = types_from_text((w / "prov-metrics-start.txt").read_text())
     end = {**types_from_text(get(f"{prov}/metrics")), **types_from_text(text)}
     both = {**start_prov, **start}
-    readme = dict(re.findall(r"(?m)^\|\s*`(" + PREFIX + r"[a-z0-9_]+)[^`]*`\s*\|\s*(counter|gauge|histogram)\b",
-                             (repo / "README.md").read_text()))
+    readme = readme_families((repo / "README.md").read_text())
     if readme:
         missing = sorted(set(readme) ^ set(both))
         rep.check("README's metric table = the families serve + provisioner describe at start-up (# TYPE)",
