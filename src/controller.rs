@@ -120,6 +120,9 @@ impl Controller {
                     retried = true
                 }
                 other => {
+                    if other.is_ok() {
+                        self.shares.note_used(spec);
+                    }
                     self.sweep_trash(spec, deadline);
                     return other.map_err(whole);
                 }

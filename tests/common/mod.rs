@@ -34,15 +34,25 @@ impl Driver {
 
     /// Starts the driver in an existing temp dir (to test restarts).
     pub async fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Driver {
+        let share = format!("--default-share={}", dir.path().join("share").display());
+        Self::launch(dir, &[&[share.as_str()], extra].concat()).await
+    }
+
+    /// Starts the driver with no default share, as a StorageClass naming its `share` runs it.
+    pub async fn start_without_default_share(extra: &[&str]) -> Driver {
+        let dir = tempfile::Builder::new()
+            .prefix("nsc-it-")
+            .tempdir()
+            .expect("tempdir");
+        Self::launch(dir, extra).await
+    }
+
+    async fn launch(dir: tempfile::TempDir, extra: &[&str]) -> Driver {
         let socket = dir.path().join("csi.sock");
         let log = std::fs::File::create(dir.path().join("driver.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_nfs-subdir-csi"))
             .arg("serve")
             .arg(format!("--endpoint=unix://{}", socket.display()))
-            .arg(format!(
-                "--default-share={}",
-                dir.path().join("share").display()
-            ))
             .arg(format!(
                 "--working-mount-dir={}",
                 dir.path().join("work").display()
