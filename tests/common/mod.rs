@@ -3,12 +3,10 @@
 
 #![allow(dead_code)]
 
+use nfs_subdir_csi::csi::client;
 use nfs_subdir_csi::csi::pb::{
-    self,
-    controller_client::ControllerClient,
-    identity_client::IdentityClient,
-    node_client::NodeClient,
-    volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode},
+    self, controller_client::ControllerClient, identity_client::IdentityClient,
+    node_client::NodeClient, volume_capability::access_mode::Mode,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -121,39 +119,17 @@ pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
     child.wait().expect("wait for driver")
 }
 
-/// Connects to a Unix socket, retrying until the server answers Probe (at most 20 s).
+/// Connects to a Unix socket once the driver answers Probe (at most 20 s).
 pub async fn connect(socket: &Path) -> Channel {
-    let started = Instant::now();
-    loop {
-        if socket.exists() {
-            let endpoint =
-                tonic::transport::Endpoint::try_from(format!("unix://{}", socket.display()))
-                    .unwrap();
-            if let Ok(ch) = endpoint.connect().await {
-                if IdentityClient::new(ch.clone())
-                    .probe(pb::ProbeRequest {})
-                    .await
-                    .is_ok()
-                {
-                    return ch;
-                }
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "driver did not come up on {}",
-            socket.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let endpoint = format!("unix://{}", socket.display());
+    client::connect(&endpoint, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A mount capability with `mode`.
 pub fn cap(mode: Mode) -> pb::VolumeCapability {
-    pb::VolumeCapability {
-        access_mode: Some(AccessMode { mode: mode as i32 }),
-        access_type: Some(AccessType::Mount(MountVolume::default())),
-    }
+    client::mount_capability(mode, &[])
 }
 
 /// A CreateVolume request for `name` with `bytes` and string parameters.
