@@ -23,11 +23,7 @@ pub struct Driver {
 impl Driver {
     /// Starts the driver with a default share at `<tmp>/share` and waits until Probe answers.
     pub async fn start(extra: &[&str]) -> Driver {
-        let dir = tempfile::Builder::new()
-            .prefix("nsc-it-")
-            .tempdir()
-            .expect("tempdir");
-        Self::start_in(dir, extra).await
+        Self::start_in(tempdir(), extra).await
     }
 
     /// Starts the driver in an existing temp dir (to test restarts).
@@ -38,11 +34,7 @@ impl Driver {
 
     /// Starts the driver with no default share, as a StorageClass naming its `share` runs it.
     pub async fn start_without_default_share(extra: &[&str]) -> Driver {
-        let dir = tempfile::Builder::new()
-            .prefix("nsc-it-")
-            .tempdir()
-            .expect("tempdir");
-        Self::launch(dir, extra).await
+        Self::launch(tempdir(), extra).await
     }
 
     async fn launch(dir: tempfile::TempDir, extra: &[&str]) -> Driver {
@@ -110,6 +102,14 @@ impl Drop for Driver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A fresh temp dir for one driver (socket, share, working mounts, log).
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("nsc-it-")
+        .tempdir()
+        .expect("tempdir")
 }
 
 /// Sends SIGTERM and waits for the exit.
