@@ -32,10 +32,6 @@ fn to_csi(v: Volume) -> pb::Volume {
     }
 }
 
-fn params(map: &std::collections::HashMap<String, String>) -> Result<Params, Error> {
-    Params::parse(map.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-}
-
 fn capacity(range: Option<&pb::CapacityRange>) -> Result<u64, Error> {
     let Some(r) = range else { return Ok(0) };
     if r.required_bytes < 0 || r.limit_bytes < 0 {
@@ -78,7 +74,7 @@ impl CsiController for ControllerService {
         let needs = caps::check_all(&r.volume_capabilities)?;
         let new = NewVolume {
             name: r.name,
-            params: params(&r.parameters)?,
+            params: Params::parse(&r.parameters)?,
             mount_flags: needs.flags,
             capacity: capacity(r.capacity_range.as_ref())?,
         };
@@ -178,7 +174,7 @@ impl CsiController for ControllerService {
         };
         let free = self
             .inner
-            .capacity(&params(&r.parameters)?, &flags, limit)
+            .capacity(&Params::parse(&r.parameters)?, &flags, limit)
             .await?;
         Ok(Response::new(pb::GetCapacityResponse {
             available_capacity: i64::try_from(free).unwrap_or(i64::MAX),

@@ -70,9 +70,9 @@ fn generic_flag(opt: &str) -> Option<(MsFlags, bool)> {
 /// own deadline; [`crate::share::working`] then force-unmounts the share, which ends such RPCs at once.
 pub const BOUNDED: [&str; 3] = ["soft", "timeo=50", "retrans=1"];
 
-/// The options split into mount flags, the kernel's text options (without `vers`, `addr`) and the
-/// version asked for, if any.
-fn split_options(m: &NfsMount<'_>) -> (MsFlags, Vec<String>, Option<String>) {
+/// What mount(2) gets from the options: mount flags, the kernel's text options (without `vers`,
+/// `addr`) and the version asked for, if any.
+fn kernel_call_parts(m: &NfsMount<'_>) -> (MsFlags, Vec<String>, Option<String>) {
     let mut flags = MsFlags::empty();
     let mut data = Vec::new();
     let mut version = None;
@@ -163,7 +163,7 @@ fn local_address(server: IpAddr) -> Option<IpAddr> {
 /// Mounts the export at `target`. Returns the NFS version that worked.
 pub fn mount_nfs(m: &NfsMount<'_>, target: &Path) -> Result<String> {
     let ip = resolve(m.server)?;
-    let (flags, data, version) = split_options(m);
+    let (flags, data, version) = kernel_call_parts(m);
     let host = match ip {
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
@@ -271,7 +271,7 @@ mod tests {
             read_only: true,
             bounded: false,
         };
-        let (flags, data, vers) = split_options(&m);
+        let (flags, data, vers) = kernel_call_parts(&m);
         assert!(flags.contains(MsFlags::MS_NOATIME | MsFlags::MS_RDONLY));
         assert_eq!(vers.as_deref(), Some("4.1"));
         assert_eq!(data, vec!["hard", "timeo=600", "rsize=65536"]);
@@ -280,7 +280,7 @@ mod tests {
             read_only: false,
             ..m
         };
-        let (flags, data, _) = split_options(&bounded);
+        let (flags, data, _) = kernel_call_parts(&bounded);
         assert!(!flags.contains(MsFlags::MS_RDONLY));
         assert_eq!(data, vec!["rsize=65536", "soft", "timeo=50", "retrans=1"]);
     }

@@ -256,11 +256,7 @@ pub fn build_pv(
         .clone()
         .unwrap_or_else(|| "Delete".to_owned());
     let mut mount_options = class.mount_options.clone().unwrap_or_default();
-    for o in new.share_mount_options {
-        if !mount_options.contains(&o) {
-            mount_options.push(o);
-        }
-    }
+    crate::volume::push_new(&mut mount_options, new.share_mount_options);
     let (csi, nfs) = match new.source {
         Source::Csi { driver, attributes } => (
             Some(CSIPersistentVolumeSource {
