@@ -347,3 +347,7 @@ mod tests {
         assert!(lease_name(&"x".repeat(300)).len() <= 253);
     }
 }
+
+#[cfg(test)]
+#[path = "leader_api_tests.rs"]
+mod api_tests;

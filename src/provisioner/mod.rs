@@ -7,6 +7,8 @@
 //! reclaimPolicy Delete. Only the replica holding the [`leader`] Lease runs them.
 
 pub mod claim;
+#[cfg(test)]
+mod fixtures;
 pub mod leader;
 pub mod pv;
 pub mod release;
