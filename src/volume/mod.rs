@@ -1,5 +1,6 @@
 //! Volume-level domain types: what a volume is, where it lives, and how its names are checked.
 
+pub mod context;
 pub mod id;
 pub mod params;
 pub mod path;
@@ -9,6 +10,7 @@ use crate::error::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
 
+pub use context::VolumeContext;
 pub use id::VolumeId;
 pub use params::{CreateParams, Params};
 pub use path::SubDir;
