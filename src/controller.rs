@@ -8,7 +8,7 @@ use crate::metrics::{Metrics, VolumeAction};
 use crate::share::{Created, RootCache, ShareRoot, Shares, TrashEntry};
 use crate::token;
 use crate::volume::params::Defaults;
-use crate::volume::{CreateParams, OnDelete, Params, ShareSpec, SubDir, VolumeId};
+use crate::volume::{CreateParams, OnDelete, Params, ShareSpec, SubDir, VolumeContext, VolumeId};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,8 +33,8 @@ pub struct Volume {
     pub id: String,
     /// Recorded capacity in bytes.
     pub capacity: u64,
-    /// What a node needs to mount it (`server`, `share`, `subDir`, `mountOptions`).
-    pub context: Vec<(String, String)>,
+    /// What a node needs to mount it.
+    pub context: VolumeContext,
 }
 
 /// A page of ListVolumes.
@@ -201,7 +201,7 @@ impl Controller {
             self.metrics.volume(VolumeAction::Created);
         }
         Ok(Volume {
-            context: context_of(&id),
+            context: VolumeContext::of(&id),
             id: id_text,
             capacity: req.capacity,
         })
@@ -261,7 +261,7 @@ impl Controller {
         let capacity = record.map(|r| r.capacity).unwrap_or_default();
         Ok((
             Volume {
-                context: context_of(&id),
+                context: VolumeContext::of(&id),
                 id: raw_id.to_owned(),
                 capacity,
             },
@@ -317,14 +317,15 @@ impl Controller {
         let volumes = rest
             .into_iter()
             .take(take)
-            .map(|(_, rec)| {
-                let context = VolumeId::parse(&rec.volume_id)
-                    .map(|id| context_of(&id))
-                    .unwrap_or_default();
-                Volume {
+            .filter_map(|(key, rec)| match VolumeId::parse(&rec.volume_id) {
+                Ok(id) => Some(Volume {
+                    context: VolumeContext::of(&id),
                     id: rec.volume_id,
                     capacity: rec.capacity,
-                    context,
+                }),
+                Err(e) => {
+                    tracing::warn!(record = %key.replace('\0', " "), error = %e, "record with a foreign id not listed");
+                    None
                 }
             })
             .collect();
@@ -369,18 +370,4 @@ fn purge_in_background(entry: TrashEntry, metrics: Metrics) {
 
 fn lock_key(share: &ShareSpec, sub: &SubDir) -> String {
     format!("{share}/{sub}")
-}
-
-/// The volume context handed to nodes: enough to mount the volume without parsing the id.
-pub fn context_of(id: &VolumeId) -> Vec<(String, String)> {
-    let mut ctx = Vec::new();
-    if let Some(server) = &id.share.server {
-        ctx.push(("server".to_owned(), server.clone()));
-    }
-    ctx.push(("share".to_owned(), id.share.path.clone()));
-    ctx.push(("subDir".to_owned(), id.sub_dir.to_string()));
-    if !id.share.mount_options.is_empty() {
-        ctx.push(("mountOptions".to_owned(), id.share.mount_options.join(",")));
-    }
-    ctx
 }

@@ -7,7 +7,7 @@ use crate::guard::Locks;
 use crate::metrics::{Metrics, MountOp};
 use crate::mount::{self, mountinfo, nfs};
 use crate::share::{FsStats, ShareRoot, root::statvfs_fd};
-use crate::volume::{ShareSpec, SubDir, VolumeId};
+use crate::volume::{VolumeContext, VolumeId, add_mount_options};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,65 +28,21 @@ pub struct Publish {
     pub mount_flags: Vec<String>,
 }
 
-/// Where a volume's data is: a share and, optionally, a directory in it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Source {
-    /// The share.
-    pub share: ShareSpec,
-    /// The volume's directory; `None` mounts the share root (static volumes).
-    pub sub_dir: Option<SubDir>,
-}
-
-impl Source {
-    /// Reads the source from the volume context if it names a share, else from the volume id.
-    pub fn resolve(
-        volume_id: &str,
-        context: &[(String, String)],
-        flags: &[String],
-    ) -> Result<Self> {
-        let get = |k: &str| {
-            context
-                .iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.as_str())
-        };
-        let mut source = match get("share") {
-            Some(share) => {
-                let mut opts: Vec<String> = Vec::new();
-                if let Some(o) = get("mountOptions") {
-                    opts.extend(
-                        o.split(',')
-                            .map(str::trim)
-                            .filter(|o| !o.is_empty())
-                            .map(str::to_owned),
-                    );
-                }
-                Source {
-                    share: ShareSpec::new(get("server"), share, opts)?,
-                    sub_dir: get("subDir")
-                        .filter(|s| !s.is_empty())
-                        .map(SubDir::parse)
-                        .transpose()?,
-                }
-            }
-            None => {
-                let id = VolumeId::parse(volume_id)?;
-                Source {
-                    share: id.share,
-                    sub_dir: Some(id.sub_dir),
-                }
-            }
-        };
-        for flag in flags {
-            for opt in flag.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-                crate::volume::check_mount_option(opt)?;
-                if !source.share.mount_options.iter().any(|o| o == opt) {
-                    source.share.mount_options.push(opt.to_owned());
-                }
-            }
-        }
-        Ok(source)
+/// Where to mount from: the volume context if it names a share (a static PV may give one), else
+/// the volume id, with the capability's mount flags added.
+fn source_of(
+    volume_id: &str,
+    context: &[(String, String)],
+    flags: &[String],
+) -> Result<VolumeContext> {
+    let mut source = match VolumeContext::from_pairs(context.iter().map(|(k, v)| (k, v)))? {
+        Some(ctx) => ctx,
+        None => VolumeContext::of(&VolumeId::parse(volume_id)?),
+    };
+    for flag in flags {
+        add_mount_options(&mut source.share.mount_options, flag)?;
     }
+    Ok(source)
 }
 
 /// The node service's state.
@@ -114,7 +70,7 @@ impl Node {
 
     /// Mounts the volume at the target (idempotent: the same volume already there is fine).
     pub async fn publish(&self, req: Publish, deadline: Duration) -> Result<()> {
-        let source = Source::resolve(&req.volume_id, &req.context, &req.mount_flags)?;
+        let source = source_of(&req.volume_id, &req.context, &req.mount_flags)?;
         let target = absolute_target(&req.target)?;
         let guard = self.locks.try_lock(req.volume_id.clone())?;
         let what = format!("publish at {}", target.display());
@@ -217,7 +173,7 @@ fn absolute_target(target: &Path) -> Result<PathBuf> {
 }
 
 fn publish_blocking(
-    source: &Source,
+    source: &VolumeContext,
     target: &Path,
     read_only: bool,
     single_writer: bool,

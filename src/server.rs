@@ -65,9 +65,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let timeout = setup.timeout;
     let node_id = match args.nodeid.clone() {
         Some(id) if !id.is_empty() => id,
-        _ => nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .map_err(|e| Error::errno("gethostname", e))?,
+        _ => crate::setup::host_name()?,
     };
     let has = |r| args.roles.contains(&r);
     if args.kubelet_registration_path.is_some() && !has(Role::Node) {

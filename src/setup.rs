@@ -68,6 +68,13 @@ impl VolumeSetup {
     }
 }
 
+/// This machine's host name (the default node id and provisioner identity).
+pub fn host_name() -> Result<String> {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .map_err(|e| Error::errno("gethostname", e))
+}
+
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

@@ -27,7 +27,7 @@ fn to_csi(v: Volume) -> pb::Volume {
     pb::Volume {
         capacity_bytes: i64::try_from(v.capacity).unwrap_or(i64::MAX),
         volume_id: v.id,
-        volume_context: v.context.into_iter().collect(),
+        volume_context: v.context.to_pairs().into_iter().collect(),
         ..Default::default()
     }
 }

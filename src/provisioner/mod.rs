@@ -16,11 +16,12 @@ pub mod release;
 use crate::cli::ProvisionerArgs;
 use crate::controller::Controller;
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReconcileKind};
 use crate::setup::VolumeSetup;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::Api;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{Controller as Runner, watcher};
 use kube::{Client, Resource};
@@ -77,6 +78,27 @@ impl Context {
             tracing::warn!(error = %e, reason, "cannot publish event");
         }
     }
+}
+
+/// What a reconciler works on, as the metrics name it.
+pub trait Reconciled {
+    /// The `kind` label of `reconcile_errors_total`.
+    const KIND: ReconcileKind;
+}
+
+impl Reconciled for PersistentVolumeClaim {
+    const KIND: ReconcileKind = ReconcileKind::Claim;
+}
+
+impl Reconciled for PersistentVolume {
+    const KIND: ReconcileKind = ReconcileKind::Volume;
+}
+
+/// The one requeue policy of both reconcilers: counted, logged, retried after 10 s.
+pub fn error_policy<K: Reconciled>(_: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::debug!(error = %err, kind = ?K::KIND, "will be retried");
+    ctx.metrics.reconcile_error(K::KIND);
+    Action::requeue(Duration::from_secs(10))
 }
 
 /// Maps a Kubernetes API error into the crate's error, keeping what was being done.
@@ -188,9 +210,7 @@ async fn run_loops(
     {
         Some(id) => id,
         None => {
-            let host = nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "provisioner".to_owned());
+            let host = crate::setup::host_name().unwrap_or_else(|_| "provisioner".to_owned());
             format!("{host}_{}", uuid::Uuid::new_v4())
         }
     };
@@ -278,14 +298,14 @@ async fn controllers(client: Client, ctx: Arc<Context>) {
     let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
     let volumes: Api<PersistentVolume> = Api::all(client);
     let claim_runner = Runner::new(claims, watcher::Config::default())
-        .run(claim::reconcile, claim::error_policy, ctx.clone())
+        .run(claim::reconcile, error_policy, ctx.clone())
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "claim controller");
             }
         });
     let volume_runner = Runner::new(volumes, watcher::Config::default())
-        .run(release::reconcile, release::error_policy, ctx)
+        .run(release::reconcile, error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "PV controller");

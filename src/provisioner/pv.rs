@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::volume::template::Metadata;
-use crate::volume::{ShareSpec, SubDir, VolumeId};
+use crate::volume::{ShareSpec, SubDir, VolumeContext};
 use k8s_openapi::api::core::v1::{
     CSIPersistentVolumeSource, NFSVolumeSource, ObjectReference, PersistentVolume,
     PersistentVolumeClaim, PersistentVolumeSpec,
@@ -199,17 +199,23 @@ pub fn metadata_of(claim: &PersistentVolumeClaim, pv_name: &str) -> Metadata {
 }
 
 /// Where nodes mount a volume over NFS: the class's own server, or the default share's export.
-pub fn nfs_location(id: &VolumeId, export: Option<&NfsExport>) -> Result<(String, String)> {
-    let join = |base: &str| format!("{}/{}", base.trim_end_matches('/'), id.sub_dir);
-    if let Some(server) = &id.share.server {
-        return Ok((server.clone(), join(&id.share.path)));
+pub fn nfs_location(
+    volume: &VolumeContext,
+    export: Option<&NfsExport>,
+) -> Result<(String, String)> {
+    let join = |base: &str| match &volume.sub_dir {
+        Some(sub) => format!("{}/{sub}", base.trim_end_matches('/')),
+        None => base.to_owned(),
+    };
+    let share = &volume.share;
+    if let Some(server) = &share.server {
+        return Ok((server.clone(), join(&share.path)));
     }
     match export {
-        Some(e) if e.local == id.share.path => Ok((e.server.clone(), join(&e.path))),
+        Some(e) if e.local == share.path => Ok((e.server.clone(), join(&e.path))),
         _ => Err(Error::invalid(format!(
-            "volumeSource nfs: share {} is not an NFS export; give the class server and \
-             share, or start the provisioner with --nfs-server and --nfs-path for its default share",
-            id.share
+            "volumeSource nfs: share {share} is not an NFS export; give the class server and \
+             share, or start the provisioner with --nfs-server and --nfs-path for its default share"
         ))),
     }
 }

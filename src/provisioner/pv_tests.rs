@@ -123,11 +123,10 @@ fn metadata_carries_labels_and_annotations() {
     assert!(m.annotations.contains_key(STORAGE_PROVISIONER[0]));
 }
 
-fn id(server: Option<&str>, share: &str, sub: &str) -> VolumeId {
-    VolumeId {
+fn id(server: Option<&str>, share: &str, sub: &str) -> VolumeContext {
+    VolumeContext {
         share: ShareSpec::new(server, share, vec![]).unwrap(),
-        sub_dir: SubDir::parse(sub).unwrap(),
-        on_delete: crate::volume::OnDelete::Delete,
+        sub_dir: Some(SubDir::parse(sub).unwrap()),
     }
 }
 
