@@ -1,4 +1,4 @@
-//! Controller operations on volumes, in domain terms: make, delete, look up, list and measure
+//! The volumes on shares, in domain terms (the CSI Controller service and the provisioner use it): make, delete, look up, list and measure
 //! volume directories on shares. The gRPC adapter in `csi::controller` only translates.
 
 use crate::blocking;
@@ -46,9 +46,9 @@ pub struct Page {
     pub next: String,
 }
 
-/// The controller service's state: how to reach shares, which volumes are busy, defaults.
+/// The volume operations' state: how to reach shares, which volumes are busy, defaults.
 #[derive(Debug)]
-pub struct Controller {
+pub struct Volumes {
     shares: Arc<Shares>,
     locks: Locks,
     defaults: Defaults,
@@ -58,11 +58,11 @@ pub struct Controller {
     metrics: Metrics,
 }
 
-impl Controller {
+impl Volumes {
     /// `umask` is the process umask (0 when the server cleared it at start); volume and trash
     /// events go to `metrics`.
     pub fn new(shares: Arc<Shares>, defaults: Defaults, umask: u32, metrics: Metrics) -> Self {
-        Controller {
+        Volumes {
             shares,
             locks: Locks::default(),
             defaults,

@@ -92,12 +92,15 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .layer(RpcMetricsLayer(metrics.clone()))
         .add_service(identity);
     if has(Role::Controller) {
-        let inner = Arc::new(setup.controller(metrics.clone()));
-        router = router.add_service(ControllerServer::new(ControllerService { inner, timeout }));
+        let volumes = Arc::new(setup.volumes(metrics.clone()));
+        router = router.add_service(ControllerServer::new(ControllerService {
+            volumes,
+            timeout,
+        }));
     }
     if has(Role::Node) {
-        let inner = Arc::new(Node::new(node_id.clone(), metrics.clone()));
-        router = router.add_service(NodeServer::new(NodeService { inner, timeout }));
+        let node = Arc::new(Node::new(node_id.clone(), metrics.clone()));
+        router = router.add_service(NodeServer::new(NodeService { node, timeout }));
     }
     tracing::info!(
         driver = %args.drivername, node = %node_id, roles = ?args.roles, endpoint = %args.endpoint,

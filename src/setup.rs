@@ -1,8 +1,8 @@
 //! Start-up shared by `serve` and `provisioner`: the default share, defaults and deadlines from
-//! the volume flags, the domain controller, and the shutdown signal.
+//! the volume flags, the volume operations, and the shutdown signal.
 
 use crate::cli::VolumeArgs;
-use crate::controller::Controller;
+use crate::controller::Volumes;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::share::Shares;
@@ -49,22 +49,22 @@ impl VolumeSetup {
         })
     }
 
-    /// The domain controller. Clears the process umask, so every new directory gets exactly the
+    /// The volume operations. Clears the process umask, so every new directory gets exactly the
     /// mode asked for without a chmod after mkdir, and starts removing what an earlier run left
     /// in the default share's trash. Domain events go to `metrics`. Call it inside the async
     /// runtime.
-    pub fn controller(&self, metrics: Metrics) -> Controller {
+    pub fn volumes(&self, metrics: Metrics) -> Volumes {
         nix::sys::stat::umask(nix::sys::stat::Mode::empty());
         let shares = Arc::new(Shares::new(
             self.default_share.clone(),
             self.working_mount_dir.clone(),
             metrics.clone(),
         ));
-        let controller = Controller::new(shares, self.defaults.clone(), 0, metrics);
+        let volumes = Volumes::new(shares, self.defaults.clone(), 0, metrics);
         if let Some(share) = &self.default_share {
-            controller.sweep_trash(share, self.timeout);
+            volumes.sweep_trash(share, self.timeout);
         }
-        controller
+        volumes
     }
 }
 

@@ -2,7 +2,7 @@
 //! kube-controller-manager then binds the two. Re-running it after a crash is harmless: the
 //! directory step is idempotent and the PV name is derived from the claim's uid.
 
-use super::pv::{self, ClaimStep, NewPv, Source};
+use super::pv::{self, ClaimStep, NewPv, PvSource};
 use super::{Context, kube_error};
 use crate::controller::NewVolume;
 use crate::error::{Error, Result};
@@ -102,7 +102,7 @@ async fn provision(
     let (capacity, bytes) = pv::requested(claim)?;
     let mount_flags = class.mount_options.clone().unwrap_or_default();
     let volume = ctx
-        .controller
+        .volumes
         .create(
             NewVolume {
                 name: name.to_owned(),
@@ -115,13 +115,13 @@ async fn provision(
         .await?;
     let location = volume.context;
     let source = match source_kind(params.volume_source, ctx.nfs_export.is_some()) {
-        VolumeSource::Csi => Source::Csi {
+        VolumeSource::Csi => PvSource::Csi {
             driver: ctx.driver.clone(),
             attributes: location.to_pairs().into_iter().collect(),
         },
         VolumeSource::Nfs => {
             let (server, path) = pv::nfs_location(&location, ctx.nfs_export.as_ref())?;
-            Source::Nfs { server, path }
+            PvSource::Nfs { server, path }
         }
     };
     let new = NewPv {

@@ -2,7 +2,7 @@
 //! without CSI sidecars — a drop-in for nfs-subdir-external-provisioner.
 //!
 //! Two controllers share one [`Context`]: [`claim`] makes a directory (through the same domain
-//! [`Controller`] and StorageClass parameters as the CSI path) and a PV pre-bound to the claim;
+//! [`Volumes`] and StorageClass parameters as the CSI path) and a PV pre-bound to the claim;
 //! [`release`] deletes the PV and, behind a finalizer, the directory once the claim is gone under
 //! reclaimPolicy Delete. Only the replica holding the [`leader`] Lease runs them.
 
@@ -14,7 +14,7 @@ pub mod pv;
 pub mod release;
 
 use crate::cli::ProvisionerArgs;
-use crate::controller::Controller;
+use crate::controller::Volumes;
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, ReconcileKind};
 use crate::setup::VolumeSetup;
@@ -33,7 +33,7 @@ pub struct Context {
     /// The Kubernetes client.
     pub client: Client,
     /// The domain controller that makes and deletes directories.
-    pub controller: Controller,
+    pub volumes: Volumes,
     /// Publishes events on claims and PVs.
     pub recorder: Recorder,
     /// The provisioner name classes give.
@@ -198,7 +198,7 @@ async fn run_loops(
         }
         _ => None,
     };
-    let controller = setup.controller(metrics.clone());
+    let volumes = setup.volumes(metrics.clone());
     metrics.leader(false);
     let client = Client::try_default()
         .await
@@ -223,7 +223,7 @@ async fn run_loops(
     );
     let ctx = Arc::new(Context {
         client: client.clone(),
-        controller,
+        volumes,
         recorder,
         provisioner: args.provisioner_name.clone(),
         driver: args.drivername.clone(),

@@ -41,7 +41,7 @@ pub struct NfsExport {
 
 /// The volume source a new PV gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
+pub enum PvSource {
     /// A CSI volume of `driver`.
     Csi {
         /// The CSI driver name.
@@ -243,7 +243,7 @@ pub struct NewPv {
     /// The volume id.
     pub volume_id: String,
     /// The volume source.
-    pub source: Source,
+    pub source: PvSource,
     /// Mount options the share needs (merged after the class's own).
     pub share_mount_options: Vec<String>,
 }
@@ -264,7 +264,7 @@ pub fn build_pv(
     let mut mount_options = class.mount_options.clone().unwrap_or_default();
     crate::volume::push_new(&mut mount_options, new.share_mount_options);
     let (csi, nfs) = match new.source {
-        Source::Csi { driver, attributes } => (
+        PvSource::Csi { driver, attributes } => (
             Some(CSIPersistentVolumeSource {
                 driver,
                 volume_handle: new.volume_id.clone(),
@@ -273,7 +273,7 @@ pub fn build_pv(
             }),
             None,
         ),
-        Source::Nfs { server, path } => (
+        PvSource::Nfs { server, path } => (
             None,
             Some(NFSVolumeSource {
                 server,

@@ -160,7 +160,7 @@ async fn remove_directory(volume: &PersistentVolume, ctx: &Context) -> Result<()
             return Ok(());
         }
     };
-    ctx.controller.delete(&id, ctx.timeout).await
+    ctx.volumes.delete(&id, ctx.timeout).await
 }
 
 /// The volume id of a PV: our annotation, else the CSI volumeHandle of our driver, else (for PVs
