@@ -32,10 +32,38 @@ impl ApiServer {
         path: &str,
         reply: impl FnOnce(&Value) -> (u16, Value),
     ) -> Value {
-        let next = tokio::time::timeout(Duration::from_secs(5), self.0.next_request()).await;
-        let (request, respond) = next
-            .unwrap_or_else(|_| panic!("no request came; expected {method} {path}"))
+        let (sent, respond) = self
+            .next(method, path)
+            .await
             .unwrap_or_else(|| panic!("client gone; expected {method} {path}"));
+        let (status, body) = reply(&sent);
+        send(respond, status, &body);
+        sent
+    }
+
+    /// Answers every request (`method` `path` only) with `status` and `body` until the client is
+    /// dropped; returns how many there were.
+    pub async fn answer_all(
+        &mut self,
+        method: &str,
+        path: &str,
+        status: u16,
+        body: Value,
+    ) -> usize {
+        let mut n = 0;
+        while let Some((_, respond)) = self.next(method, path).await {
+            send(respond, status, &body);
+            n += 1;
+        }
+        n
+    }
+
+    /// The next request, checked to be `method` `path`, with its JSON body; `None` when the
+    /// client is gone.
+    async fn next(&mut self, method: &str, path: &str) -> Option<(Value, Responder)> {
+        let next = tokio::time::timeout(Duration::from_secs(5), self.0.next_request()).await;
+        let (request, respond) =
+            next.unwrap_or_else(|_| panic!("no request came; expected {method} {path}"))?;
         assert_eq!(
             (request.method().as_str(), request.uri().path()),
             (method, path),
@@ -47,21 +75,25 @@ impl ApiServer {
         } else {
             serde_json::from_slice(&sent).unwrap()
         };
-        let (status, body) = reply(&sent);
-        respond.send_response(
-            Response::builder()
-                .status(status)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                .unwrap(),
-        );
-        sent
+        Some((sent, respond))
     }
 
     /// True when the client makes no further request (it was dropped first).
     pub async fn done(mut self) -> bool {
         self.0.next_request().await.is_none()
     }
+}
+
+type Responder = mock::SendResponse<Response<Body>>;
+
+fn send(respond: Responder, status: u16, body: &Value) {
+    respond.send_response(
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(body).unwrap()))
+            .unwrap(),
+    );
 }
 
 /// The `metav1.Status` an API server answers a failed request with.

@@ -127,14 +127,11 @@ async fn forbidden_is_an_error_and_a_leader_that_cannot_renew_steps_down() {
 
     // holding: every renewal is refused, so within the renew deadline it gives up
     let (mut e, mut api) = elector(Duration::from_secs(15));
-    let mut hold = tokio::spawn(async move { e.hold().await });
-    let mut refused = 0;
-    let result = loop {
-        tokio::select! {
-            done = &mut hold => break done.unwrap(),
-            _ = api.expect("GET", LEASE, 403, status(403, "Forbidden")) => refused += 1,
-        }
-    };
+    let hold = tokio::spawn(async move { e.hold().await });
+    let refused = api
+        .answer_all("GET", LEASE, 403, status(403, "Forbidden"))
+        .await;
+    let result = hold.await.unwrap();
     assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
     assert!(refused >= 2, "retried every period: {refused}");
 }
