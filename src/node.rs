@@ -71,7 +71,7 @@ impl Node {
     /// Mounts the volume at the target (idempotent: the same volume already there is fine).
     pub async fn publish(&self, req: Publish, deadline: Duration) -> Result<()> {
         let source = source_of(&req.volume_id, &req.context, &req.mount_flags)?;
-        let target = absolute_target(&req.target)?;
+        let target = req.target.clone();
         let guard = self.locks.try_lock(req.volume_id.clone())?;
         let what = format!("publish at {}", target.display());
         // A target already mounted gets a quarter of the time to prove it still answers.
@@ -79,6 +79,7 @@ impl Node {
         let started = Instant::now();
         let result = blocking::run(&what, deadline, move || {
             let _held = guard;
+            let target = absolute_target(&target)?;
             publish_blocking(&source, &target, req.read_only, req.single_writer, check)
         })
         .await;
@@ -94,17 +95,29 @@ impl Node {
         target: &Path,
         deadline: Duration,
     ) -> Result<()> {
-        let target = absolute_target(target)?;
         let _guard = self.locks.try_lock(volume_id.to_owned())?;
         let started = Instant::now();
-        let unmounted = self.unmount(&target, deadline).await;
+        let left = || deadline.saturating_sub(started.elapsed());
+        // Every filesystem call goes through the blocking gateway: even the target's parent may
+        // sit on a filesystem that hangs.
+        let given = target.to_owned();
+        let target = blocking::run("resolve target", deadline / 8, move || {
+            absolute_target(&given)
+        })
+        .await?;
+        let unmounted = self.unmount(&target, left()).await;
         self.metrics.node_mount(MountOp::Unmount, started.elapsed());
         unmounted?;
-        match std::fs::remove_dir(&target) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("remove target {}", target.display()), e)),
-        }
+        let t = target.clone();
+        let wait = left().max(Duration::from_millis(100));
+        blocking::run("remove target", wait, move || {
+            match std::fs::remove_dir(&t) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io(format!("remove target {}", t.display()), e)),
+            }
+        })
+        .await
     }
 
     /// Unmounts everything at `target`, lazily if a plain unmount takes over half the deadline.
@@ -154,6 +167,7 @@ impl Node {
 
 /// The target as an absolute path whose parent is resolved, without touching the target itself
 /// (it may be a mount point of a dead server).
+/// Blocking (it resolves the parent): call it through the blocking gateway.
 fn absolute_target(target: &Path) -> Result<PathBuf> {
     if !target.is_absolute() {
         return Err(Error::invalid(format!(
