@@ -5,7 +5,7 @@ use crate::csi::pb::{ProbeRequest, identity_client::IdentityClient};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::registration::{RegistrationState, Verdict};
-use crate::server::Endpoint;
+use crate::endpoint::Endpoint;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;

@@ -6,7 +6,7 @@ use crate::controller::Volumes;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::share::Shares;
-use crate::volume::{ShareSpec, params::Defaults, params::parse_mode};
+use crate::volume::{ShareSpec, params::Defaults};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +39,7 @@ impl VolumeSetup {
         let defaults = Defaults {
             share: default_share.as_ref().map(|s| s.path.clone()),
             on_delete: args.default_ondelete_policy,
-            mount_permissions: parse_mode(&args.mount_permissions)?,
+            mount_permissions: args.mount_permissions,
         };
         Ok(VolumeSetup {
             default_share,
