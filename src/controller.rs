@@ -10,6 +10,7 @@ use crate::token;
 use crate::volume::params::Defaults;
 use crate::volume::{CreateParams, OnDelete, Params, ShareSpec, SubDir, VolumeContext, VolumeId};
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,28 +54,31 @@ pub struct Volumes {
     locks: Locks,
     defaults: Defaults,
     umask: u32,
-    swept: Mutex<HashSet<ShareSpec>>,
+    /// Shares a call has succeeded on (their trash swept once).
+    met: Mutex<HashSet<ShareSpec>>,
     roots: RootCache,
     metrics: Metrics,
 }
 
 impl Volumes {
-    /// `umask` is the process umask (0 when the server cleared it at start); volume and trash
-    /// events go to `metrics`.
-    pub fn new(shares: Arc<Shares>, defaults: Defaults, umask: u32, metrics: Metrics) -> Self {
+    /// The volume operations; volume and trash events go to `metrics`. This is the one owner of
+    /// the process umask: it clears it, so every new directory gets exactly the mode asked for
+    /// without a chmod after mkdir (nothing else in the process creates files that care).
+    pub fn new(shares: Arc<Shares>, defaults: Defaults, metrics: Metrics) -> Self {
+        nix::sys::stat::umask(nix::sys::stat::Mode::empty());
         Volumes {
             shares,
             locks: Locks::default(),
             defaults,
-            umask,
-            swept: Mutex::default(),
+            umask: 0,
+            met: Mutex::default(),
             roots: RootCache::default(),
             metrics,
         }
     }
 
-    /// Runs `op` on the open root of `spec` off the runtime, remounting once if the share was
-    /// stale or unreachable.
+    /// Runs `op` on the open root of `spec` off the runtime within one `deadline`, trying once
+    /// more on a fresh working mount if the share was stale or unreachable.
     async fn on_share<T, F>(
         &self,
         spec: &ShareSpec,
@@ -86,64 +90,76 @@ impl Volumes {
         T: Send + 'static,
         F: Fn(&ShareRoot) -> Result<T> + Clone + Send + 'static,
     {
-        // One deadline for the whole call, the retry included.
         let started = tokio::time::Instant::now();
         let left = || deadline.saturating_sub(started.elapsed());
-        // A timeout names the call's whole deadline, not what was left of it for the last step.
-        let whole = |e: Error| match e {
-            Error::Timeout { what, .. } => Error::Timeout {
-                what,
-                millis: deadline.as_millis(),
-            },
-            e => e,
-        };
-        let mut retried = false;
-        loop {
-            let root = self.shares.root(spec, left()).await.map_err(whole)?;
-            let (op, at, cache) = (op.clone(), root.clone(), self.roots.clone());
-            let result = blocking::run(what, left(), move || {
-                let result = op(&*cache.get_or_open(&at)?);
-                if result.is_err() {
-                    cache.forget(&at);
-                }
-                result
-            })
-            .await;
+        let mut result = self.attempt(spec, what, left(), op.clone()).await;
+        if let Err((Some(root), e)) = &result {
+            // A stale or unreachable mount is dropped in any case; retried if time is left.
+            if self.shares.recover(spec, root, e).await && left() > Duration::from_millis(100) {
+                tracing::info!(share = %spec, error = %e, "retrying on a fresh working mount");
+                result = self.attempt(spec, what, left(), op).await;
+            }
+        }
+        match result {
+            Ok(value) => {
+                self.met(spec, deadline);
+                Ok(value)
+            }
+            Err((_, e)) => Err(e.with_whole_deadline(deadline)),
+        }
+    }
+
+    /// One try of `op` on the share's root, through the cache of open roots; a root whose call
+    /// failed (or timed out, its thread still running) is never reused. The error comes with the
+    /// root it happened on, if the share was reached.
+    async fn attempt<T, F>(
+        &self,
+        spec: &ShareSpec,
+        what: &str,
+        left: Duration,
+        op: F,
+    ) -> std::result::Result<T, (Option<PathBuf>, Error)>
+    where
+        T: Send + 'static,
+        F: Fn(&ShareRoot) -> Result<T> + Send + 'static,
+    {
+        let root = self.shares.root(spec, left).await.map_err(|e| (None, e))?;
+        let (at, cache) = (root.clone(), self.roots.clone());
+        let result = blocking::run(what, left, move || {
+            let result = op(&*cache.get_or_open(&at)?);
             if result.is_err() {
-                // Also when the call timed out and its thread still runs: never reuse that root.
-                self.roots.forget(&root);
+                cache.forget(&at);
             }
-            match result {
-                // A stale or unreachable mount is dropped in any case; retried if time is left.
-                Err(e)
-                    if !retried
-                        && self.shares.recover(spec, &root, &e).await
-                        && left() > Duration::from_millis(100) =>
-                {
-                    tracing::info!(share = %spec, error = %e, "retrying on a fresh working mount");
-                    retried = true
-                }
-                other => {
-                    if other.is_ok() {
-                        self.shares.note_used(spec);
-                    }
-                    self.sweep_trash(spec, deadline);
-                    return other.map_err(whole);
-                }
-            }
+            result
+        })
+        .await;
+        result.map_err(|e| {
+            self.roots.forget(&root);
+            (Some(root), e)
+        })
+    }
+
+    /// Starts work on a share known before any call (the default share): as [`Volumes::met`].
+    pub fn start_on(&self, spec: &ShareSpec, deadline: Duration) {
+        self.met(spec, deadline);
+    }
+
+    /// A call succeeded on `spec`: the first time, the share becomes known to ListVolumes and what
+    /// an earlier run left in its trash is removed in the background.
+    fn met(&self, spec: &ShareSpec, deadline: Duration) {
+        let first = self
+            .met
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.clone());
+        if first {
+            self.shares.note_used(spec);
+            self.sweep_trash(spec, deadline);
         }
     }
 
     /// After a restart, removes in the background what an earlier run left in a share's trash.
-    pub fn sweep_trash(&self, spec: &ShareSpec, deadline: Duration) {
-        if !self
-            .swept
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(spec.clone())
-        {
-            return;
-        }
+    fn sweep_trash(&self, spec: &ShareSpec, deadline: Duration) {
         let (shares, spec, metrics) = (self.shares.clone(), spec.clone(), self.metrics.clone());
         tokio::spawn(async move {
             let Ok(root) = shares.root(&spec, deadline).await else {

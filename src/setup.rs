@@ -51,20 +51,18 @@ impl VolumeSetup {
         })
     }
 
-    /// The volume operations. Clears the process umask, so every new directory gets exactly the
-    /// mode asked for without a chmod after mkdir, and starts removing what an earlier run left
-    /// in the default share's trash. Domain events go to `metrics`. Call it inside the async
-    /// runtime.
+    /// The volume operations (they own the process umask: see [`Volumes::new`]); volume events go
+    /// to `metrics`. Removes what an earlier run left in the default share's trash. Call it inside
+    /// the async runtime.
     pub fn volumes(&self, metrics: Metrics) -> Volumes {
-        nix::sys::stat::umask(nix::sys::stat::Mode::empty());
         let shares = Arc::new(Shares::new(
             self.default_share.clone(),
             self.working_mount_dir.clone(),
             metrics.clone(),
         ));
-        let volumes = Volumes::new(shares, self.defaults.clone(), 0, metrics);
+        let volumes = Volumes::new(shares, self.defaults.clone(), metrics);
         if let Some(share) = &self.default_share {
-            volumes.sweep_trash(share, self.timeout);
+            volumes.start_on(share, self.timeout);
         }
         volumes
     }
