@@ -189,3 +189,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "claim_api_tests.rs"]
+mod api_tests;

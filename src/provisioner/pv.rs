@@ -318,4 +318,4 @@ pub fn build_pv(
 
 #[cfg(test)]
 #[path = "pv_tests.rs"]
-mod tests;
+pub(crate) mod tests;
