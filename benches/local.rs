@@ -5,11 +5,13 @@
 //! Prints medians and ratios; asserts nothing about time (machines are noisy).
 //! Run: `cargo bench --bench local` (`NSC_BENCH_VOLUMES` changes the 10,000).
 
+mod common;
+
+use common::{median, percentile};
+use nfs_subdir_csi::csi::client::mount_capability;
 use nfs_subdir_csi::csi::pb::{
-    self,
-    controller_client::ControllerClient,
-    identity_client::IdentityClient,
-    volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode},
+    self, controller_client::ControllerClient, identity_client::IdentityClient,
+    volume_capability::access_mode::Mode,
 };
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,16 +27,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
-    v.sort();
-    v[((v.len() - 1) as f64 * p) as usize]
-}
-
 fn req(name: String) -> pb::CreateVolumeRequest {
     pb::CreateVolumeRequest {
         name,
@@ -42,12 +34,7 @@ fn req(name: String) -> pb::CreateVolumeRequest {
             required_bytes: 100 << 20,
             limit_bytes: 0,
         }),
-        volume_capabilities: vec![pb::VolumeCapability {
-            access_mode: Some(AccessMode {
-                mode: Mode::MultiNodeMultiWriter as i32,
-            }),
-            access_type: Some(AccessType::Mount(MountVolume::default())),
-        }],
+        volume_capabilities: vec![mount_capability(Mode::MultiNodeMultiWriter, &[])],
         ..Default::default()
     }
 }
@@ -127,7 +114,7 @@ async fn main() {
     }
     println!(
         "process start -> first Probe answer: median {:?} (7 runs)",
-        median(starts)
+        median(&starts)
     );
 
     let r = start(dir.path()).await;
@@ -164,20 +151,16 @@ async fn main() {
         .unwrap();
         delete.push(t.elapsed());
     }
-    let (p, c, d) = (
-        median(probe.clone()),
-        median(create.clone()),
-        median(delete.clone()),
-    );
-    println!("Probe p50 {p:?} p99 {:?}", pct(probe, 0.99));
+    let (p, c, d) = (median(&probe), median(&create), median(&delete));
+    println!("Probe p50 {p:?} p99 {:?}", percentile(&probe, 0.99));
     println!(
         "CreateVolume p50 {c:?} p99 {:?}  ({:.2}x Probe)",
-        pct(create, 0.99),
+        percentile(&create, 0.99),
         c.as_secs_f64() / p.as_secs_f64()
     );
     println!(
         "DeleteVolume p50 {d:?} p99 {:?}  ({:.2}x Probe)",
-        pct(delete, 0.99),
+        percentile(&delete, 0.99),
         d.as_secs_f64() / p.as_secs_f64()
     );
 
@@ -201,7 +184,10 @@ async fn main() {
             }
         });
     }
-    while tasks.join_next().await.is_some() {}
+    // A worker that panicked (a failed CreateVolume) must fail the run, not shorten it.
+    while let Some(done) = tasks.join_next().await {
+        done.expect("a CreateVolume worker failed");
+    }
     let par = n as f64 / t.elapsed().as_secs_f64();
     println!(
         "CreateVolume throughput: sequential {seq:.0}/s, 64 concurrent {par:.0}/s ({:.2}x)",
@@ -289,8 +275,8 @@ async fn metrics_cost() {
         }
     }
     let after = scrape(port, "/metrics");
-    let [p_off, p_on] = probe.map(median);
-    let [c_off, c_on] = create.map(median);
+    let [p_off, p_on] = probe.map(|v| median(&v));
+    let [c_off, c_on] = create.map(|v| median(&v));
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!(
         "metrics on vs off (1800 calls each, interleaved): Probe p50 {p_on:?} vs {p_off:?} ({:+.1} %), \

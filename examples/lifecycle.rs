@@ -5,45 +5,45 @@
 //! publish at two targets like two pods (needs root for the bind mounts; skipped otherwise, with
 //! a message), write through one and read through the other, stats, unpublish, delete.
 //! `cargo run --example lifecycle -- unix:///path/csi.sock` drives an already running driver.
+//! Every step that states a fact checks it: the run exits non-zero if any of them is false.
 
 use clap::Parser;
 use nfs_subdir_csi::cli::{Cli, Command};
+use nfs_subdir_csi::csi::client;
 use nfs_subdir_csi::csi::pb::{
-    self,
-    controller_client::ControllerClient,
-    identity_client::IdentityClient,
-    node_client::NodeClient,
-    volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode},
+    self, controller_client::ControllerClient, identity_client::IdentityClient,
+    node_client::NodeClient, volume_capability::access_mode::Mode,
 };
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint};
+use std::time::Duration;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-fn step(n: &mut u32, what: &str) {
-    *n += 1;
-    println!("[{n:>2}] {what}");
+/// The numbered steps, and the checks among them that were false.
+#[derive(Default)]
+struct Steps {
+    n: u32,
+    false_checks: Vec<String>,
+}
+
+impl Steps {
+    /// A step that only reports.
+    fn say(&mut self, what: &str) {
+        self.n += 1;
+        println!("[{:>2}] {what}", self.n);
+    }
+
+    /// A step that states a fact: `what = ok`, remembered when false.
+    fn check(&mut self, what: &str, ok: bool) {
+        self.say(&format!("{what} = {ok}"));
+        if !ok {
+            self.false_checks.push(what.to_owned());
+        }
+    }
 }
 
 fn rwx() -> pb::VolumeCapability {
-    pb::VolumeCapability {
-        access_mode: Some(AccessMode {
-            mode: Mode::MultiNodeMultiWriter as i32,
-        }),
-        access_type: Some(AccessType::Mount(MountVolume::default())),
-    }
-}
-
-async fn connect(endpoint: &str) -> Res<Channel> {
-    let started = Instant::now();
-    loop {
-        match Endpoint::try_from(endpoint.to_owned())?.connect().await {
-            Ok(ch) => return Ok(ch),
-            Err(e) if started.elapsed() > Duration::from_secs(10) => return Err(e.into()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
+    client::mount_capability(Mode::MultiNodeMultiWriter, &[])
 }
 
 #[tokio::main]
@@ -81,24 +81,24 @@ async fn main() -> Res<()> {
             format!("unix://{}", sock.display())
         }
     };
-    let ch = connect(&endpoint).await?;
+    let ch = client::connect(&endpoint, Duration::from_secs(10)).await?;
     let (mut id, mut ctl, mut node) = (
         IdentityClient::new(ch.clone()),
         ControllerClient::new(ch.clone()),
         NodeClient::new(ch),
     );
-    let mut n = 0;
+    let mut steps = Steps::default();
 
     let info = id
         .get_plugin_info(pb::GetPluginInfoRequest {})
         .await?
         .into_inner();
-    step(
-        &mut n,
-        &format!("GetPluginInfo: {} {}", info.name, info.vendor_version),
-    );
+    steps.say(&format!(
+        "GetPluginInfo: {} {}",
+        info.name, info.vendor_version
+    ));
     let ready = id.probe(pb::ProbeRequest {}).await?.into_inner().ready;
-    step(&mut n, &format!("Probe: ready={}", ready.unwrap_or(false)));
+    steps.check("Probe: ready", ready == Some(true));
 
     let name = format!("pvc-{}", uuid::Uuid::new_v4());
     let req = pb::CreateVolumeRequest {
@@ -116,38 +116,29 @@ async fn main() -> Res<()> {
         .into_inner()
         .volume
         .ok_or("no volume")?;
-    step(
-        &mut n,
-        &format!(
-            "CreateVolume {name}: id {} ({} bytes)",
-            vol.volume_id, vol.capacity_bytes
-        ),
-    );
+    steps.say(&format!(
+        "CreateVolume {name}: id {} ({} bytes)",
+        vol.volume_id, vol.capacity_bytes
+    ));
     let again = ctl
         .create_volume(req)
         .await?
         .into_inner()
         .volume
         .ok_or("no volume")?;
-    step(
-        &mut n,
-        &format!(
-            "CreateVolume again: same id = {}",
-            again.volume_id == vol.volume_id
-        ),
+    steps.check(
+        "CreateVolume again: same id",
+        again.volume_id == vol.volume_id,
     );
     let dir = vol
         .volume_context
         .get("share")
         .map(|s| Path::new(s).join(&name));
+    steps.check("volume context names the share", dir.is_some());
     if let Some(dir) = &dir {
-        step(
-            &mut n,
-            &format!(
-                "directory on the share: {} exists = {}",
-                dir.display(),
-                dir.is_dir()
-            ),
+        steps.check(
+            &format!("directory on the share: {} exists", dir.display()),
+            dir.is_dir(),
         );
     }
 
@@ -159,32 +150,33 @@ async fn main() -> Res<()> {
         })
         .await?
         .into_inner();
-    step(
-        &mut n,
-        &format!(
-            "ValidateVolumeCapabilities RWX: confirmed = {}",
-            valid.confirmed.is_some()
-        ),
+    steps.check(
+        "ValidateVolumeCapabilities RWX: confirmed",
+        valid.confirmed.is_some(),
     );
     let list = ctl
         .list_volumes(pb::ListVolumesRequest::default())
         .await?
         .into_inner();
-    step(
-        &mut n,
-        &format!("ListVolumes: {} volume(s)", list.entries.len()),
+    let listed = list
+        .entries
+        .iter()
+        .any(|e| e.volume.as_ref().map(|v| &v.volume_id) == Some(&vol.volume_id));
+    steps.check(
+        &format!(
+            "ListVolumes: {} volume(s); the new one among them",
+            list.entries.len()
+        ),
+        listed,
     );
     let cap = ctl
         .get_capacity(pb::GetCapacityRequest::default())
         .await?
         .into_inner();
-    step(
-        &mut n,
-        &format!(
-            "GetCapacity: {} MiB free on the share",
-            cap.available_capacity >> 20
-        ),
-    );
+    steps.say(&format!(
+        "GetCapacity: {} MiB free on the share",
+        cap.available_capacity >> 20
+    ));
 
     if nix::unistd::geteuid().is_root() {
         let pods: Vec<PathBuf> = ["pod-a", "pod-b"]
@@ -200,13 +192,16 @@ async fn main() -> Res<()> {
                 ..Default::default()
             })
             .await?;
-            step(&mut n, &format!("NodePublishVolume at {}", pod.display()));
+            steps.say(&format!("NodePublishVolume at {}", pod.display()));
         }
         std::fs::write(pods[0].join("greeting"), "hello from pod-a\n")?;
         let seen = std::fs::read_to_string(pods[1].join("greeting"))?;
-        step(
-            &mut n,
-            &format!("wrote through pod-a, pod-b reads: {:?}", seen.trim()),
+        steps.check(
+            &format!(
+                "wrote through pod-a, pod-b reads it back ({:?})",
+                seen.trim()
+            ),
+            seen == "hello from pod-a\n",
         );
         let stats = node
             .node_get_volume_stats(pb::NodeGetVolumeStatsRequest {
@@ -217,26 +212,19 @@ async fn main() -> Res<()> {
             .await?
             .into_inner();
         let bytes = stats.usage.first().map(|u| u.used).unwrap_or_default();
-        step(
-            &mut n,
-            &format!(
-                "NodeGetVolumeStats: {} MiB used on the filesystem",
-                bytes >> 20
-            ),
-        );
+        steps.say(&format!(
+            "NodeGetVolumeStats: {} MiB used on the filesystem",
+            bytes >> 20
+        ));
         for pod in &pods {
             node.node_unpublish_volume(pb::NodeUnpublishVolumeRequest {
                 volume_id: vol.volume_id.clone(),
                 target_path: pod.display().to_string(),
             })
             .await?;
-            step(
-                &mut n,
-                &format!(
-                    "NodeUnpublishVolume {}: target removed = {}",
-                    pod.display(),
-                    !pod.exists()
-                ),
+            steps.check(
+                &format!("NodeUnpublishVolume {}: target removed", pod.display()),
+                !pod.exists(),
             );
         }
     } else {
@@ -248,15 +236,12 @@ async fn main() -> Res<()> {
         ..Default::default()
     })
     .await?;
-    step(&mut n, "DeleteVolume");
+    steps.say("DeleteVolume");
     if let Some(dir) = &dir {
-        step(
-            &mut n,
-            &format!("directory gone from the share = {}", !dir.exists()),
-        );
-        if dir.exists() {
-            return Err("the volume directory is still there".into());
-        }
+        steps.check("directory gone from the share", !dir.exists());
+    }
+    if !steps.false_checks.is_empty() {
+        return Err(format!("false: {}", steps.false_checks.join("; ")).into());
     }
     println!("lifecycle complete");
     Ok(())

@@ -11,17 +11,20 @@
 //!   NSC_BENCH_N (default 200 pairs), NSC_BENCH_CONCURRENT_N (default 512 creates per mode)
 //! Prints medians and ratios; asserts nothing about time.
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::{median, percentile};
+use nfs_subdir_csi::csi::client;
 use nfs_subdir_csi::csi::pb::{
-    self,
-    controller_client::ControllerClient,
-    identity_client::IdentityClient,
-    volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode},
+    self, controller_client::ControllerClient, identity_client::IdentityClient,
+    volume_capability::access_mode::Mode,
 };
 use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -34,16 +37,6 @@ fn env_num(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
-    v.sort();
-    v[((v.len() - 1) as f64 * p) as usize]
 }
 
 fn ms(d: Duration) -> f64 {
@@ -60,21 +53,10 @@ fn req(name: String, params: &Params) -> pb::CreateVolumeRequest {
             required_bytes: 100 << 20,
             limit_bytes: 0,
         }),
-        volume_capabilities: vec![pb::VolumeCapability {
-            access_mode: Some(AccessMode {
-                mode: Mode::MultiNodeMultiWriter as i32,
-            }),
-            access_type: Some(AccessType::Mount(MountVolume::default())),
-        }],
+        volume_capabilities: vec![client::mount_capability(Mode::MultiNodeMultiWriter, &[])],
         parameters: params.0.clone(),
         ..Default::default()
     }
-}
-
-async fn connect(sock: &str) -> Res<Channel> {
-    Ok(Endpoint::try_from(format!("unix://{sock}"))?
-        .connect()
-        .await?)
 }
 
 /// (a) one CreateVolume + DeleteVolume pair through the driver; returns the two call times.
@@ -154,12 +136,12 @@ fn ops_per(label: &str, before: &HashMap<String, u64>, after: &HashMap<String, u
 }
 
 fn report(label: &str, v: &[Duration]) -> Duration {
-    let m = median(v.to_vec());
+    let m = median(v);
     println!(
         "{label}: median {:.3} ms  p10 {:.3} ms  p90 {:.3} ms  (n={})",
         ms(m),
-        ms(pct(v.to_vec(), 0.1)),
-        ms(pct(v.to_vec(), 0.9)),
+        ms(percentile(v, 0.1)),
+        ms(percentile(v, 0.9)),
         v.len()
     );
     m
@@ -183,7 +165,7 @@ async fn main() -> Res<()> {
     let trash = mount.join(format!(".bench-trash-{run}"));
     std::fs::create_dir(&trash)?;
 
-    let channel = connect(&sock).await?;
+    let channel = client::connect(&format!("unix://{sock}"), Duration::from_secs(10)).await?;
     let mut ctl = ControllerClient::new(channel.clone());
     // Warm-up: the first CreateVolume mounts the working share; both paths get their caches warm.
     for i in 0..10 {

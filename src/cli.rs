@@ -1,6 +1,7 @@
 //! Command line: clap derive with an environment fallback for every flag, turned into typed config.
 
-use crate::volume::OnDelete;
+use crate::endpoint::Endpoint;
+use crate::volume::{OnDelete, params::parse_mode};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -47,8 +48,8 @@ pub enum Role {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Where to listen: unix:///path/csi.sock (or unix://relative.sock) or tcp://host:port.
-    #[arg(long, env = "CSI_ENDPOINT", default_value = "unix://./csi.sock")]
-    pub endpoint: String,
+    #[arg(long, env = "CSI_ENDPOINT", default_value = "unix://./csi.sock", value_parser = Endpoint::parse)]
+    pub endpoint: Endpoint,
     /// This node's id (default: the host name).
     #[arg(long, env = "NODE_ID")]
     pub nodeid: Option<String>,
@@ -119,13 +120,13 @@ pub struct ProvisionerArgs {
     #[arg(long, env = "LEADER_ELECTION_IDENTITY")]
     pub leader_election_identity: Option<String>,
     /// Seconds a leader's Lease stays valid without renewal.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, env = "LEADER_ELECTION_LEASE_DURATION", default_value_t = 15)]
     pub leader_election_lease_duration: u64,
     /// Seconds a leader keeps trying to renew before it gives up and exits.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, env = "LEADER_ELECTION_RENEW_DEADLINE", default_value_t = 10)]
     pub leader_election_renew_deadline: u64,
     /// Seconds between attempts to acquire or renew.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, env = "LEADER_ELECTION_RETRY_PERIOD", default_value_t = 2)]
     pub leader_election_retry_period: u64,
 }
 
@@ -142,9 +143,9 @@ pub struct VolumeArgs {
     /// What DeleteVolume does when a StorageClass does not say: delete, retain or archive.
     #[arg(long, env = "DEFAULT_ONDELETE_POLICY", default_value = "delete")]
     pub default_ondelete_policy: OnDelete,
-    /// Mode of new volume directories, octal.
-    #[arg(long, env = "MOUNT_PERMISSIONS", default_value = "0777")]
-    pub mount_permissions: String,
+    /// Mode of new volume directories, octal (`0` = 0755).
+    #[arg(long, env = "MOUNT_PERMISSIONS", default_value = "0777", value_parser = parse_mode)]
+    pub mount_permissions: u32,
     /// Longest time, in seconds, any one call may take (a CSI caller's shorter deadline wins).
     #[arg(long, env = "OPERATION_TIMEOUT", default_value_t = 30)]
     pub operation_timeout: u64,

@@ -1,4 +1,4 @@
-//! Controller operations on volumes, in domain terms: make, delete, look up, list and measure
+//! The volumes on shares, in domain terms (the CSI Controller service and the provisioner use it): make, delete, look up, list and measure
 //! volume directories on shares. The gRPC adapter in `csi::controller` only translates.
 
 use crate::blocking;
@@ -8,8 +8,9 @@ use crate::metrics::{Metrics, VolumeAction};
 use crate::share::{Created, RootCache, ShareRoot, Shares, TrashEntry};
 use crate::token;
 use crate::volume::params::Defaults;
-use crate::volume::{CreateParams, OnDelete, Params, ShareSpec, SubDir, VolumeId};
+use crate::volume::{CreateParams, OnDelete, Params, ShareSpec, SubDir, VolumeContext, VolumeId};
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,8 +34,8 @@ pub struct Volume {
     pub id: String,
     /// Recorded capacity in bytes.
     pub capacity: u64,
-    /// What a node needs to mount it (`server`, `share`, `subDir`, `mountOptions`).
-    pub context: Vec<(String, String)>,
+    /// What a node needs to mount it.
+    pub context: VolumeContext,
 }
 
 /// A page of ListVolumes.
@@ -46,35 +47,38 @@ pub struct Page {
     pub next: String,
 }
 
-/// The controller service's state: how to reach shares, which volumes are busy, defaults.
+/// The volume operations' state: how to reach shares, which volumes are busy, defaults.
 #[derive(Debug)]
-pub struct Controller {
+pub struct Volumes {
     shares: Arc<Shares>,
     locks: Locks,
     defaults: Defaults,
     umask: u32,
-    swept: Mutex<HashSet<ShareSpec>>,
+    /// Shares a call has succeeded on (their trash swept once).
+    met: Mutex<HashSet<ShareSpec>>,
     roots: RootCache,
     metrics: Metrics,
 }
 
-impl Controller {
-    /// `umask` is the process umask (0 when the server cleared it at start); volume and trash
-    /// events go to `metrics`.
-    pub fn new(shares: Arc<Shares>, defaults: Defaults, umask: u32, metrics: Metrics) -> Self {
-        Controller {
+impl Volumes {
+    /// The volume operations; volume and trash events go to `metrics`. This is the one owner of
+    /// the process umask: it clears it, so every new directory gets exactly the mode asked for
+    /// without a chmod after mkdir (nothing else in the process creates files that care).
+    pub fn new(shares: Arc<Shares>, defaults: Defaults, metrics: Metrics) -> Self {
+        nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        Volumes {
             shares,
             locks: Locks::default(),
             defaults,
-            umask,
-            swept: Mutex::default(),
+            umask: 0,
+            met: Mutex::default(),
             roots: RootCache::default(),
             metrics,
         }
     }
 
-    /// Runs `op` on the open root of `spec` off the runtime, remounting once if the share was
-    /// stale or unreachable.
+    /// Runs `op` on the open root of `spec` off the runtime within one `deadline`, trying once
+    /// more on a fresh working mount if the share was stale or unreachable.
     async fn on_share<T, F>(
         &self,
         spec: &ShareSpec,
@@ -86,61 +90,76 @@ impl Controller {
         T: Send + 'static,
         F: Fn(&ShareRoot) -> Result<T> + Clone + Send + 'static,
     {
-        // One deadline for the whole call, the retry included.
         let started = tokio::time::Instant::now();
         let left = || deadline.saturating_sub(started.elapsed());
-        // A timeout names the call's whole deadline, not what was left of it for the last step.
-        let whole = |e: Error| match e {
-            Error::Timeout { what, .. } => Error::Timeout {
-                what,
-                millis: deadline.as_millis(),
-            },
-            e => e,
-        };
-        let mut retried = false;
-        loop {
-            let root = self.shares.root(spec, left()).await.map_err(whole)?;
-            let (op, at, cache) = (op.clone(), root.clone(), self.roots.clone());
-            let result = blocking::run(what, left(), move || {
-                let result = op(&*cache.get_or_open(&at)?);
-                if result.is_err() {
-                    cache.forget(&at);
-                }
-                result
-            })
-            .await;
+        let mut result = self.attempt(spec, what, left(), op.clone()).await;
+        if let Err((Some(root), e)) = &result {
+            // A stale or unreachable mount is dropped in any case; retried if time is left.
+            if self.shares.recover(spec, root, e).await && left() > Duration::from_millis(100) {
+                tracing::info!(share = %spec, error = %e, "retrying on a fresh working mount");
+                result = self.attempt(spec, what, left(), op).await;
+            }
+        }
+        match result {
+            Ok(value) => {
+                self.met(spec, deadline);
+                Ok(value)
+            }
+            Err((_, e)) => Err(e.with_whole_deadline(deadline)),
+        }
+    }
+
+    /// One try of `op` on the share's root, through the cache of open roots; a root whose call
+    /// failed (or timed out, its thread still running) is never reused. The error comes with the
+    /// root it happened on, if the share was reached.
+    async fn attempt<T, F>(
+        &self,
+        spec: &ShareSpec,
+        what: &str,
+        left: Duration,
+        op: F,
+    ) -> std::result::Result<T, (Option<PathBuf>, Error)>
+    where
+        T: Send + 'static,
+        F: Fn(&ShareRoot) -> Result<T> + Send + 'static,
+    {
+        let root = self.shares.root(spec, left).await.map_err(|e| (None, e))?;
+        let (at, cache) = (root.clone(), self.roots.clone());
+        let result = blocking::run(what, left, move || {
+            let result = op(&*cache.get_or_open(&at)?);
             if result.is_err() {
-                // Also when the call timed out and its thread still runs: never reuse that root.
-                self.roots.forget(&root);
+                cache.forget(&at);
             }
-            match result {
-                // A stale or unreachable mount is dropped in any case; retried if time is left.
-                Err(e)
-                    if !retried
-                        && self.shares.recover(spec, &root, &e).await
-                        && left() > Duration::from_millis(100) =>
-                {
-                    tracing::info!(share = %spec, error = %e, "retrying on a fresh working mount");
-                    retried = true
-                }
-                other => {
-                    self.sweep_trash(spec, deadline);
-                    return other.map_err(whole);
-                }
-            }
+            result
+        })
+        .await;
+        result.map_err(|e| {
+            self.roots.forget(&root);
+            (Some(root), e)
+        })
+    }
+
+    /// Starts work on a share known before any call (the default share): as [`Volumes::met`].
+    pub fn start_on(&self, spec: &ShareSpec, deadline: Duration) {
+        self.met(spec, deadline);
+    }
+
+    /// A call succeeded on `spec`: the first time, the share becomes known to ListVolumes and what
+    /// an earlier run left in its trash is removed in the background.
+    fn met(&self, spec: &ShareSpec, deadline: Duration) {
+        let first = self
+            .met
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.clone());
+        if first {
+            self.shares.note_used(spec);
+            self.sweep_trash(spec, deadline);
         }
     }
 
     /// After a restart, removes in the background what an earlier run left in a share's trash.
-    pub fn sweep_trash(&self, spec: &ShareSpec, deadline: Duration) {
-        if !self
-            .swept
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(spec.clone())
-        {
-            return;
-        }
+    fn sweep_trash(&self, spec: &ShareSpec, deadline: Duration) {
         let (shares, spec, metrics) = (self.shares.clone(), spec.clone(), self.metrics.clone());
         tokio::spawn(async move {
             let Ok(root) = shares.root(&spec, deadline).await else {
@@ -198,7 +217,7 @@ impl Controller {
             self.metrics.volume(VolumeAction::Created);
         }
         Ok(Volume {
-            context: context_of(&id),
+            context: VolumeContext::of(&id),
             id: id_text,
             capacity: req.capacity,
         })
@@ -258,7 +277,7 @@ impl Controller {
         let capacity = record.map(|r| r.capacity).unwrap_or_default();
         Ok((
             Volume {
-                context: context_of(&id),
+                context: VolumeContext::of(&id),
                 id: raw_id.to_owned(),
                 capacity,
             },
@@ -314,14 +333,15 @@ impl Controller {
         let volumes = rest
             .into_iter()
             .take(take)
-            .map(|(_, rec)| {
-                let context = VolumeId::parse(&rec.volume_id)
-                    .map(|id| context_of(&id))
-                    .unwrap_or_default();
-                Volume {
+            .filter_map(|(key, rec)| match VolumeId::parse(&rec.volume_id) {
+                Ok(id) => Some(Volume {
+                    context: VolumeContext::of(&id),
                     id: rec.volume_id,
                     capacity: rec.capacity,
-                    context,
+                }),
+                Err(e) => {
+                    tracing::warn!(record = %key.replace('\0', " "), error = %e, "record with a foreign id not listed");
+                    None
                 }
             })
             .collect();
@@ -366,18 +386,4 @@ fn purge_in_background(entry: TrashEntry, metrics: Metrics) {
 
 fn lock_key(share: &ShareSpec, sub: &SubDir) -> String {
     format!("{share}/{sub}")
-}
-
-/// The volume context handed to nodes: enough to mount the volume without parsing the id.
-pub fn context_of(id: &VolumeId) -> Vec<(String, String)> {
-    let mut ctx = Vec::new();
-    if let Some(server) = &id.share.server {
-        ctx.push(("server".to_owned(), server.clone()));
-    }
-    ctx.push(("share".to_owned(), id.share.path.clone()));
-    ctx.push(("subDir".to_owned(), id.sub_dir.to_string()));
-    if !id.share.mount_options.is_empty() {
-        ctx.push(("mountOptions".to_owned(), id.share.mount_options.join(",")));
-    }
-    ctx
 }

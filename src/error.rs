@@ -52,6 +52,17 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A timeout names the call's whole `deadline`, not what was left of it for the last step.
+    pub fn with_whole_deadline(self, deadline: std::time::Duration) -> Self {
+        match self {
+            Error::Timeout { what, .. } => Error::Timeout {
+                what,
+                millis: deadline.as_millis(),
+            },
+            e => e,
+        }
+    }
+
     /// Wraps an I/O error with what was being done. Errors that mean "the share is gone or stale"
     /// become [`Error::Unavailable`], a full disk [`Error::NoSpace`], so callers can react to them.
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {

@@ -2,10 +2,10 @@
 //! or 503 with the reason) and `GET /metrics` renders the Prometheus text exposition.
 
 use crate::csi::pb::{ProbeRequest, identity_client::IdentityClient};
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::registration::{RegistrationState, Verdict};
-use crate::server::Endpoint;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;

@@ -12,6 +12,7 @@ pub mod blocking;
 pub mod cli;
 pub mod controller;
 pub mod csi;
+pub mod endpoint;
 pub mod error;
 pub mod guard;
 pub mod http;

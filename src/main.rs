@@ -27,7 +27,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => nfs_subdir_csi::server::serve(args).await,
-            Command::Provisioner(args) => nfs_subdir_csi::provisioner::run(args).await,
+            Command::Provisioner(args) => nfs_subdir_csi::setup::provisioner(args).await,
         }
     });
     match result {

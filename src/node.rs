@@ -7,7 +7,7 @@ use crate::guard::Locks;
 use crate::metrics::{Metrics, MountOp};
 use crate::mount::{self, mountinfo, nfs};
 use crate::share::{FsStats, ShareRoot, root::statvfs_fd};
-use crate::volume::{ShareSpec, SubDir, VolumeId};
+use crate::volume::{VolumeContext, VolumeId, add_mount_options};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,65 +28,21 @@ pub struct Publish {
     pub mount_flags: Vec<String>,
 }
 
-/// Where a volume's data is: a share and, optionally, a directory in it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Source {
-    /// The share.
-    pub share: ShareSpec,
-    /// The volume's directory; `None` mounts the share root (static volumes).
-    pub sub_dir: Option<SubDir>,
-}
-
-impl Source {
-    /// Reads the source from the volume context if it names a share, else from the volume id.
-    pub fn resolve(
-        volume_id: &str,
-        context: &[(String, String)],
-        flags: &[String],
-    ) -> Result<Self> {
-        let get = |k: &str| {
-            context
-                .iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.as_str())
-        };
-        let mut source = match get("share") {
-            Some(share) => {
-                let mut opts: Vec<String> = Vec::new();
-                if let Some(o) = get("mountOptions") {
-                    opts.extend(
-                        o.split(',')
-                            .map(str::trim)
-                            .filter(|o| !o.is_empty())
-                            .map(str::to_owned),
-                    );
-                }
-                Source {
-                    share: ShareSpec::new(get("server"), share, opts)?,
-                    sub_dir: get("subDir")
-                        .filter(|s| !s.is_empty())
-                        .map(SubDir::parse)
-                        .transpose()?,
-                }
-            }
-            None => {
-                let id = VolumeId::parse(volume_id)?;
-                Source {
-                    share: id.share,
-                    sub_dir: Some(id.sub_dir),
-                }
-            }
-        };
-        for flag in flags {
-            for opt in flag.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-                crate::volume::check_mount_option(opt)?;
-                if !source.share.mount_options.iter().any(|o| o == opt) {
-                    source.share.mount_options.push(opt.to_owned());
-                }
-            }
-        }
-        Ok(source)
+/// Where to mount from: the volume context if it names a share (a static PV may give one), else
+/// the volume id, with the capability's mount flags added.
+fn source_of(
+    volume_id: &str,
+    context: &[(String, String)],
+    flags: &[String],
+) -> Result<VolumeContext> {
+    let mut source = match VolumeContext::from_pairs(context.iter().map(|(k, v)| (k, v)))? {
+        Some(ctx) => ctx,
+        None => VolumeContext::of(&VolumeId::parse(volume_id)?),
+    };
+    for flag in flags {
+        add_mount_options(&mut source.share.mount_options, flag)?;
     }
+    Ok(source)
 }
 
 /// The node service's state.
@@ -114,8 +70,8 @@ impl Node {
 
     /// Mounts the volume at the target (idempotent: the same volume already there is fine).
     pub async fn publish(&self, req: Publish, deadline: Duration) -> Result<()> {
-        let source = Source::resolve(&req.volume_id, &req.context, &req.mount_flags)?;
-        let target = absolute_target(&req.target)?;
+        let source = source_of(&req.volume_id, &req.context, &req.mount_flags)?;
+        let target = req.target.clone();
         let guard = self.locks.try_lock(req.volume_id.clone())?;
         let what = format!("publish at {}", target.display());
         // A target already mounted gets a quarter of the time to prove it still answers.
@@ -123,6 +79,7 @@ impl Node {
         let started = Instant::now();
         let result = blocking::run(&what, deadline, move || {
             let _held = guard;
+            let target = absolute_target(&target)?;
             publish_blocking(&source, &target, req.read_only, req.single_writer, check)
         })
         .await;
@@ -138,17 +95,29 @@ impl Node {
         target: &Path,
         deadline: Duration,
     ) -> Result<()> {
-        let target = absolute_target(target)?;
         let _guard = self.locks.try_lock(volume_id.to_owned())?;
         let started = Instant::now();
-        let unmounted = self.unmount(&target, deadline).await;
+        let left = || deadline.saturating_sub(started.elapsed());
+        // Every filesystem call goes through the blocking gateway: even the target's parent may
+        // sit on a filesystem that hangs.
+        let given = target.to_owned();
+        let target = blocking::run("resolve target", deadline / 8, move || {
+            absolute_target(&given)
+        })
+        .await?;
+        let unmounted = self.unmount(&target, left()).await;
         self.metrics.node_mount(MountOp::Unmount, started.elapsed());
         unmounted?;
-        match std::fs::remove_dir(&target) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("remove target {}", target.display()), e)),
-        }
+        let t = target.clone();
+        let wait = left().max(Duration::from_millis(100));
+        blocking::run("remove target", wait, move || {
+            match std::fs::remove_dir(&t) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io(format!("remove target {}", t.display()), e)),
+            }
+        })
+        .await
     }
 
     /// Unmounts everything at `target`, lazily if a plain unmount takes over half the deadline.
@@ -198,6 +167,7 @@ impl Node {
 
 /// The target as an absolute path whose parent is resolved, without touching the target itself
 /// (it may be a mount point of a dead server).
+/// Blocking (it resolves the parent): call it through the blocking gateway.
 fn absolute_target(target: &Path) -> Result<PathBuf> {
     if !target.is_absolute() {
         return Err(Error::invalid(format!(
@@ -217,7 +187,7 @@ fn absolute_target(target: &Path) -> Result<PathBuf> {
 }
 
 fn publish_blocking(
-    source: &Source,
+    source: &VolumeContext,
     target: &Path,
     read_only: bool,
     single_writer: bool,

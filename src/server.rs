@@ -8,12 +8,12 @@ use crate::csi::node::NodeService;
 use crate::csi::pb::{
     controller_server::ControllerServer, identity_server::IdentityServer, node_server::NodeServer,
 };
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, Scope, layer::RpcMetricsLayer};
 use crate::node::Node;
 use crate::registration::{PluginIdentity, RegistrationState};
 use crate::setup::VolumeSetup;
-use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,42 +22,9 @@ use std::time::Duration;
 /// How long calls in flight may still run after SIGTERM.
 const GRACE: Duration = Duration::from_secs(3);
 
-/// Where the server listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    /// A Unix socket path.
-    Unix(PathBuf),
-    /// A TCP address.
-    Tcp(SocketAddr),
-}
-
-impl Endpoint {
-    /// Parses `unix:///abs/path`, `unix://relative/path`, `unix:/path` or `tcp://host:port`.
-    pub fn parse(raw: &str) -> Result<Self> {
-        if let Some(path) = raw
-            .strip_prefix("unix://")
-            .or_else(|| raw.strip_prefix("unix:"))
-        {
-            if path.is_empty() {
-                return Err(Error::invalid("endpoint unix:// needs a path"));
-            }
-            return Ok(Endpoint::Unix(PathBuf::from(path)));
-        }
-        if let Some(addr) = raw.strip_prefix("tcp://") {
-            return addr
-                .parse()
-                .map(Endpoint::Tcp)
-                .map_err(|e| Error::invalid(format!("endpoint {raw:?}: {e}")));
-        }
-        Err(Error::invalid(format!(
-            "endpoint {raw:?}: expected unix:///path or tcp://host:port"
-        )))
-    }
-}
-
 /// Runs `serve` until a shutdown signal.
 pub async fn serve(args: ServeArgs) -> Result<()> {
-    let endpoint = match Endpoint::parse(&args.endpoint)? {
+    let endpoint = match args.endpoint.clone() {
         Endpoint::Unix(path) => Endpoint::Unix(absolute(path)?),
         tcp => tcp,
     };
@@ -65,9 +32,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let timeout = setup.timeout;
     let node_id = match args.nodeid.clone() {
         Some(id) if !id.is_empty() => id,
-        _ => nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .map_err(|e| Error::errno("gethostname", e))?,
+        _ => crate::setup::host_name()?,
     };
     let has = |r| args.roles.contains(&r);
     if args.kubelet_registration_path.is_some() && !has(Role::Node) {
@@ -94,12 +59,15 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .layer(RpcMetricsLayer(metrics.clone()))
         .add_service(identity);
     if has(Role::Controller) {
-        let inner = Arc::new(setup.controller(metrics.clone()));
-        router = router.add_service(ControllerServer::new(ControllerService { inner, timeout }));
+        let volumes = Arc::new(setup.volumes(metrics.clone()));
+        router = router.add_service(ControllerServer::new(ControllerService {
+            volumes,
+            timeout,
+        }));
     }
     if has(Role::Node) {
-        let inner = Arc::new(Node::new(node_id.clone(), metrics.clone()));
-        router = router.add_service(NodeServer::new(NodeService { inner, timeout }));
+        let node = Arc::new(Node::new(node_id.clone(), metrics.clone()));
+        router = router.add_service(NodeServer::new(NodeService { node, timeout }));
     }
     tracing::info!(
         driver = %args.drivername, node = %node_id, roles = ?args.roles, endpoint = %args.endpoint,
@@ -214,28 +182,4 @@ pub(crate) fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListen
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
     Ok(listener)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_parse() {
-        assert_eq!(
-            Endpoint::parse("unix:///csi/csi.sock").unwrap(),
-            Endpoint::Unix("/csi/csi.sock".into())
-        );
-        assert_eq!(
-            Endpoint::parse("unix://./csi.sock").unwrap(),
-            Endpoint::Unix("./csi.sock".into())
-        );
-        assert_eq!(
-            Endpoint::parse("tcp://127.0.0.1:10000").unwrap(),
-            Endpoint::Tcp("127.0.0.1:10000".parse().unwrap())
-        );
-        for bad in ["", "unix://", "http://x", "tcp://nohost"] {
-            assert!(Endpoint::parse(bad).is_err(), "{bad}");
-        }
-    }
 }

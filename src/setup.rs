@@ -1,12 +1,14 @@
-//! Start-up shared by `serve` and `provisioner`: the default share, defaults and deadlines from
-//! the volume flags, the domain controller, and the shutdown signal.
+//! Start-up: the default share, defaults and deadlines from the volume flags (shared by `serve`
+//! and `provisioner`), the volume operations, the `provisioner` entry that turns its flags into the
+//! provisioner's plain config, and the shutdown signal.
 
-use crate::cli::VolumeArgs;
-use crate::controller::Controller;
+use crate::cli::{ProvisionerArgs, VolumeArgs};
+use crate::controller::Volumes;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::provisioner::{self, leader, pv::NfsExport};
 use crate::share::Shares;
-use crate::volume::{ShareSpec, params::Defaults, params::parse_mode};
+use crate::volume::{ShareSpec, params::Defaults};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +41,7 @@ impl VolumeSetup {
         let defaults = Defaults {
             share: default_share.as_ref().map(|s| s.path.clone()),
             on_delete: args.default_ondelete_policy,
-            mount_permissions: parse_mode(&args.mount_permissions)?,
+            mount_permissions: args.mount_permissions,
         };
         Ok(VolumeSetup {
             default_share,
@@ -49,23 +51,81 @@ impl VolumeSetup {
         })
     }
 
-    /// The domain controller. Clears the process umask, so every new directory gets exactly the
-    /// mode asked for without a chmod after mkdir, and starts removing what an earlier run left
-    /// in the default share's trash. Domain events go to `metrics`. Call it inside the async
-    /// runtime.
-    pub fn controller(&self, metrics: Metrics) -> Controller {
-        nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    /// The volume operations (they own the process umask: see [`Volumes::new`]); volume events go
+    /// to `metrics`. Removes what an earlier run left in the default share's trash. Call it inside
+    /// the async runtime.
+    pub fn volumes(&self, metrics: Metrics) -> Volumes {
         let shares = Arc::new(Shares::new(
             self.default_share.clone(),
             self.working_mount_dir.clone(),
             metrics.clone(),
         ));
-        let controller = Controller::new(shares, self.defaults.clone(), 0, metrics);
+        let volumes = Volumes::new(shares, self.defaults.clone(), metrics);
         if let Some(share) = &self.default_share {
-            controller.sweep_trash(share, self.timeout);
+            volumes.start_on(share, self.timeout);
         }
-        controller
+        volumes
     }
+}
+
+/// `provisioner`: its plain config from the flags, then its loops until SIGTERM/SIGINT.
+pub async fn provisioner(args: ProvisionerArgs) -> Result<()> {
+    let setup = VolumeSetup::from_args(&args.volumes)?;
+    let default_share = setup.default_share.as_ref().map(|s| s.path.clone());
+    let nfs_export = match (&args.nfs_server, &args.nfs_path, &default_share) {
+        (Some(server), Some(path), Some(local)) => Some(NfsExport {
+            server: server.clone(),
+            path: path.clone(),
+            local: local.clone(),
+        }),
+        (Some(_), _, None) => {
+            return Err(Error::invalid(
+                "--nfs-server needs --default-share (its local mount)",
+            ));
+        }
+        _ => None,
+    };
+    let identity = match args.leader_election_identity.filter(|i| !i.is_empty()) {
+        Some(id) => id,
+        None => {
+            let host = host_name().unwrap_or_else(|_| "provisioner".to_owned());
+            format!("{host}_{}", uuid::Uuid::new_v4())
+        }
+    };
+    let seconds = |s: u64| Duration::from_secs(s.max(1));
+    let lease = args.leader_elect.then(|| leader::LeaseConfig {
+        namespace: args.leader_election_namespace,
+        name: args
+            .leader_election_name
+            .unwrap_or_else(|| leader::lease_name(&args.provisioner_name)),
+        identity: identity.clone(),
+        lease_duration: seconds(args.leader_election_lease_duration),
+        renew_deadline: seconds(args.leader_election_renew_deadline),
+        retry_period: seconds(args.leader_election_retry_period),
+    });
+    let cfg = provisioner::Config {
+        provisioner_name: args.provisioner_name,
+        driver: args.drivername,
+        identity,
+        http_address: args.http_address,
+        nfs_export,
+        lease,
+        timeout: setup.timeout,
+        default_share,
+    };
+    provisioner::run(
+        cfg,
+        move |metrics| setup.volumes(metrics),
+        shutdown_signal(),
+    )
+    .await
+}
+
+/// This machine's host name (the default node id and provisioner identity).
+pub fn host_name() -> Result<String> {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .map_err(|e| Error::errno("gethostname", e))
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -4,9 +4,12 @@
 mod common;
 
 use common::{Driver, cap, create, create_req, delete, ls};
-use nfs_subdir_csi::csi::pb::{self, volume_capability::access_mode::Mode};
+use nfs_subdir_csi::csi::pb::{
+    self, controller_client::ControllerClient, volume_capability::access_mode::Mode,
+};
 use std::os::unix::fs::PermissionsExt;
 use tonic::Code;
+use tonic::transport::Channel;
 
 const GIB: i64 = 1 << 30;
 
@@ -202,6 +205,37 @@ async fn list_pages_through_every_volume_and_refuses_foreign_tokens() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Aborted);
+}
+
+/// The ids ListVolumes returns, all pages.
+async fn listed(c: &mut ControllerClient<Channel>) -> Vec<String> {
+    let page = c
+        .list_volumes(pb::ListVolumesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(page.next_token.is_empty());
+    page.entries
+        .into_iter()
+        .map(|e| e.volume.unwrap().volume_id)
+        .collect()
+}
+
+/// csi-sanity's "ListVolumes check the presence of new volumes and absence of deleted ones" as a
+/// StorageClass runs it: no default share, a pre-mounted `share` named by the parameters.
+#[tokio::test]
+async fn list_sees_volumes_on_a_share_named_by_parameters() {
+    let d = Driver::start_without_default_share(&[]).await;
+    let mut c = d.controller();
+    let share = d.dir.path().join("by-parameters");
+    std::fs::create_dir(&share).unwrap();
+    let params = [("share", share.to_str().unwrap())];
+    assert_eq!(listed(&mut c).await, Vec::<String>::new());
+    let v = create(&mut c, "pvc-listed", GIB, &params).await;
+    assert_eq!(listed(&mut c).await, vec![v.volume_id.clone()]);
+    let other = create(&mut c, "pvc-other", GIB, &params).await;
+    delete(&mut c, &v.volume_id).await;
+    assert_eq!(listed(&mut c).await, vec![other.volume_id]);
 }
 
 #[tokio::test]

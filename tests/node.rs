@@ -5,6 +5,7 @@ mod common;
 
 use common::{Driver, cap, create};
 use nfs_subdir_csi::csi::pb::{self, volume_capability::access_mode::Mode};
+use nfs_subdir_csi::mount::mountinfo;
 use std::path::Path;
 use tonic::Code;
 
@@ -38,9 +39,7 @@ fn unpublish_req(id: &str, target: &Path) -> pb::NodeUnpublishVolumeRequest {
 }
 
 fn mounted(path: &Path) -> bool {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines()
-        .any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
+    mountinfo::at(&mountinfo::read().unwrap(), path).is_some()
 }
 
 #[tokio::test]

@@ -23,10 +23,16 @@ async fn identity_and_socket_hygiene() {
         .get_plugin_capabilities(pb::GetPluginCapabilitiesRequest {})
         .await
         .unwrap();
+    use pb::plugin_capability::{Service, Type, service::Type as ServiceType};
+    let controller_service = pb::PluginCapability {
+        r#type: Some(Type::Service(Service {
+            r#type: ServiceType::ControllerService as i32,
+        })),
+    };
     assert_eq!(
-        caps.into_inner().capabilities.len(),
-        1,
-        "CONTROLLER_SERVICE"
+        caps.into_inner().capabilities,
+        vec![controller_service],
+        "exactly CONTROLLER_SERVICE"
     );
     assert_eq!(
         d.identity()

@@ -45,10 +45,8 @@ pub fn check_all(caps: &[VolumeCapability]) -> Result<MountNeeds> {
         let (mode, flags) = check(cap)?;
         needs.reader_only |= matches!(mode, Mode::SingleNodeReaderOnly | Mode::MultiNodeReaderOnly);
         needs.single_writer |= mode == Mode::SingleNodeSingleWriter;
-        for f in flags {
-            if !needs.flags.contains(&f) {
-                needs.flags.push(f);
-            }
+        for f in &flags {
+            crate::volume::add_mount_options(&mut needs.flags, f)?;
         }
     }
     Ok(needs)

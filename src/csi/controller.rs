@@ -1,4 +1,4 @@
-//! Controller service adapter: checks CSI requests, calls [`crate::controller::Controller`], and
+//! Controller service adapter: checks CSI requests, calls [`crate::controller::Volumes`], and
 //! builds CSI responses. Expansion only records the new size (a
 //! directory has no size to change); snapshots, publishing and modification are not offered.
 
@@ -6,7 +6,7 @@ use super::pb::{
     self, controller_server::Controller as CsiController, controller_service_capability as csc,
 };
 use super::{caps, deadline};
-use crate::controller::{Controller, NewVolume, Volume};
+use crate::controller::{NewVolume, Volume, Volumes};
 use crate::error::Error;
 use crate::volume::Params;
 use std::sync::Arc;
@@ -17,8 +17,8 @@ use tracing::{Span, instrument};
 /// Controller service state.
 #[derive(Clone, Debug)]
 pub struct ControllerService {
-    /// The domain controller.
-    pub inner: Arc<Controller>,
+    /// The volume operations (domain).
+    pub volumes: Arc<Volumes>,
     /// Longest time any call may take.
     pub timeout: Duration,
 }
@@ -27,13 +27,9 @@ fn to_csi(v: Volume) -> pb::Volume {
     pb::Volume {
         capacity_bytes: i64::try_from(v.capacity).unwrap_or(i64::MAX),
         volume_id: v.id,
-        volume_context: v.context.into_iter().collect(),
+        volume_context: v.context.to_pairs().into_iter().collect(),
         ..Default::default()
     }
-}
-
-fn params(map: &std::collections::HashMap<String, String>) -> Result<Params, Error> {
-    Params::parse(map.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 fn capacity(range: Option<&pb::CapacityRange>) -> Result<u64, Error> {
@@ -78,11 +74,11 @@ impl CsiController for ControllerService {
         let needs = caps::check_all(&r.volume_capabilities)?;
         let new = NewVolume {
             name: r.name,
-            params: params(&r.parameters)?,
+            params: Params::parse(&r.parameters)?,
             mount_flags: needs.flags,
             capacity: capacity(r.capacity_range.as_ref())?,
         };
-        let volume = self.inner.create(new, limit).await?;
+        let volume = self.volumes.create(new, limit).await?;
         Span::current().record("volume.id", volume.id.as_str());
         Ok(Response::new(pb::CreateVolumeResponse {
             volume: Some(to_csi(volume)),
@@ -99,7 +95,7 @@ impl CsiController for ControllerService {
         if id.is_empty() {
             return Err(Error::invalid("volume id is missing").into());
         }
-        self.inner.delete(id, limit).await?;
+        self.volumes.delete(id, limit).await?;
         Ok(Response::new(pb::DeleteVolumeResponse {}))
     }
 
@@ -116,7 +112,7 @@ impl CsiController for ControllerService {
         if r.volume_capabilities.is_empty() {
             return Err(Error::invalid("volume capabilities are missing").into());
         }
-        self.inner.get(&r.volume_id, limit).await?;
+        self.volumes.get(&r.volume_id, limit).await?;
         let confirmed = match caps::check_all(&r.volume_capabilities) {
             Ok(_) => Some(pb::validate_volume_capabilities_response::Confirmed {
                 volume_context: r.volume_context,
@@ -148,7 +144,7 @@ impl CsiController for ControllerService {
             return Err(Error::invalid("max_entries is negative").into());
         }
         let page = self
-            .inner
+            .volumes
             .list(&r.starting_token, r.max_entries as usize, limit)
             .await?;
         let entries = page
@@ -177,8 +173,8 @@ impl CsiController for ControllerService {
             false => caps::check_all(&r.volume_capabilities)?.flags,
         };
         let free = self
-            .inner
-            .capacity(&params(&r.parameters)?, &flags, limit)
+            .volumes
+            .capacity(&Params::parse(&r.parameters)?, &flags, limit)
             .await?;
         Ok(Response::new(pb::GetCapacityResponse {
             available_capacity: i64::try_from(free).unwrap_or(i64::MAX),
@@ -220,7 +216,7 @@ impl CsiController for ControllerService {
         if id.is_empty() {
             return Err(Error::invalid("volume id is missing").into());
         }
-        let (volume, abnormal) = self.inner.get(id, limit).await?;
+        let (volume, abnormal) = self.volumes.get(id, limit).await?;
         let status = pb::controller_get_volume_response::VolumeStatus {
             published_node_ids: Vec::new(),
             volume_condition: Some(pb::VolumeCondition {
@@ -287,7 +283,7 @@ impl CsiController for ControllerService {
             caps::check(cap)?;
         }
         let wanted = capacity(r.capacity_range.as_ref())?;
-        let recorded = self.inner.expand(&r.volume_id, wanted, limit).await?;
+        let recorded = self.volumes.expand(&r.volume_id, wanted, limit).await?;
         Ok(Response::new(pb::ControllerExpandVolumeResponse {
             capacity_bytes: i64::try_from(recorded).unwrap_or(i64::MAX),
             node_expansion_required: false,

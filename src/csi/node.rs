@@ -15,7 +15,7 @@ use tracing::instrument;
 #[derive(Clone, Debug)]
 pub struct NodeService {
     /// The domain node service.
-    pub inner: Arc<Node>,
+    pub node: Arc<Node>,
     /// Longest time any call may take.
     pub timeout: Duration,
 }
@@ -51,7 +51,7 @@ impl CsiNode for NodeService {
             single_writer: needs.single_writer,
             mount_flags: needs.flags,
         };
-        self.inner.publish(publish, limit).await?;
+        self.node.publish(publish, limit).await?;
         Ok(Response::new(pb::NodePublishVolumeResponse {}))
     }
 
@@ -64,7 +64,7 @@ impl CsiNode for NodeService {
         let r = req.get_ref();
         required(&r.volume_id, "volume id")?;
         required(&r.target_path, "target path")?;
-        self.inner
+        self.node
             .unpublish(&r.volume_id, Path::new(&r.target_path), limit)
             .await?;
         Ok(Response::new(pb::NodeUnpublishVolumeResponse {}))
@@ -79,7 +79,7 @@ impl CsiNode for NodeService {
         let r = req.get_ref();
         required(&r.volume_id, "volume id")?;
         required(&r.volume_path, "volume path")?;
-        let (stats, abnormal) = self.inner.stats(Path::new(&r.volume_path), limit).await?;
+        let (stats, abnormal) = self.node.stats(Path::new(&r.volume_path), limit).await?;
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let usage = if abnormal.is_some() {
             Vec::new()
@@ -135,7 +135,7 @@ impl CsiNode for NodeService {
         _req: Request<pb::NodeGetInfoRequest>,
     ) -> Result<Response<pb::NodeGetInfoResponse>, Status> {
         Ok(Response::new(pb::NodeGetInfoResponse {
-            node_id: self.inner.id().to_owned(),
+            node_id: self.node.id().to_owned(),
             ..Default::default()
         }))
     }

@@ -17,12 +17,19 @@ pub struct Mount {
     pub fstype: String,
     /// Mount source (`server:/export/dir` for NFS).
     pub source: String,
+    /// Options of the filesystem itself (`vers=4.1,addr=…` for NFS).
+    pub super_options: String,
 }
 
 impl Mount {
     /// True when mounted read-only.
     pub fn read_only(&self) -> bool {
         self.options.split(',').any(|o| o == "ro")
+    }
+
+    /// True when the filesystem itself is read-only (every mount of it is).
+    pub fn super_read_only(&self) -> bool {
+        self.super_options.split(',').any(|o| o == "ro")
     }
 }
 
@@ -45,6 +52,7 @@ fn parse_line(line: &str) -> Option<Mount> {
         options: f[5].to_owned(),
         fstype: r[0].to_owned(),
         source: unescape(r[1]),
+        super_options: r.get(2).copied().unwrap_or_default().to_owned(),
     })
 }
 
@@ -99,7 +107,9 @@ bogus line
         assert!(!m[1].read_only());
         assert_eq!(m[2].fstype, "nfs4");
         assert_eq!(m[2].source, "10.0.2.2:/export/pvc-2");
-        assert!(m[2].read_only());
+        assert!(m[2].read_only() && m[2].super_read_only());
+        assert_eq!(m[2].super_options, "ro,vers=4.1,addr=10.0.2.2");
+        assert!(!m[1].super_read_only());
         assert_eq!(at(&m, Path::new("/mnt/nfs")).unwrap().device, "0:52");
         assert!(at(&m, Path::new("/mnt")).is_none());
     }

@@ -70,9 +70,9 @@ fn generic_flag(opt: &str) -> Option<(MsFlags, bool)> {
 /// own deadline; [`crate::share::working`] then force-unmounts the share, which ends such RPCs at once.
 pub const BOUNDED: [&str; 3] = ["soft", "timeo=50", "retrans=1"];
 
-/// The options split into mount flags, the kernel's text options (without `vers`, `addr`) and the
-/// version asked for, if any.
-fn split_options(m: &NfsMount<'_>) -> (MsFlags, Vec<String>, Option<String>) {
+/// What mount(2) gets from the options: mount flags, the kernel's text options (without `vers`,
+/// `addr`) and the version asked for, if any.
+fn kernel_call_parts(m: &NfsMount<'_>) -> (MsFlags, Vec<String>, Option<String>) {
     let mut flags = MsFlags::empty();
     let mut data = Vec::new();
     let mut version = None;
@@ -124,14 +124,22 @@ fn attempt_options(vers: &str, ip: IpAddr, data: &[String]) -> String {
 
 /// Resolves `server` to an address, preferring IPv4.
 pub fn resolve(server: &str) -> Result<IpAddr> {
+    resolve_with(server, |host| {
+        (host, 2049).to_socket_addrs().map(Iterator::collect)
+    })
+}
+
+/// [`resolve`] with the name lookup given (the system resolver in production).
+fn resolve_with(
+    server: &str,
+    lookup: impl FnOnce(&str) -> std::io::Result<Vec<SocketAddr>>,
+) -> Result<IpAddr> {
     let host = server.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(ip);
     }
-    let addrs: Vec<SocketAddr> = (host, 2049)
-        .to_socket_addrs()
-        .map_err(|e| Error::Unavailable(format!("cannot resolve NFS server {host:?}: {e}")))?
-        .collect();
+    let addrs = lookup(host)
+        .map_err(|e| Error::Unavailable(format!("cannot resolve NFS server {host:?}: {e}")))?;
     addrs
         .iter()
         .find(|a| a.is_ipv4())
@@ -155,7 +163,7 @@ fn local_address(server: IpAddr) -> Option<IpAddr> {
 /// Mounts the export at `target`. Returns the NFS version that worked.
 pub fn mount_nfs(m: &NfsMount<'_>, target: &Path) -> Result<String> {
     let ip = resolve(m.server)?;
-    let (flags, data, version) = split_options(m);
+    let (flags, data, version) = kernel_call_parts(m);
     let host = match ip {
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
@@ -263,7 +271,7 @@ mod tests {
             read_only: true,
             bounded: false,
         };
-        let (flags, data, vers) = split_options(&m);
+        let (flags, data, vers) = kernel_call_parts(&m);
         assert!(flags.contains(MsFlags::MS_NOATIME | MsFlags::MS_RDONLY));
         assert_eq!(vers.as_deref(), Some("4.1"));
         assert_eq!(data, vec!["hard", "timeo=600", "rsize=65536"]);
@@ -272,7 +280,7 @@ mod tests {
             read_only: false,
             ..m
         };
-        let (flags, data, _) = split_options(&bounded);
+        let (flags, data, _) = kernel_call_parts(&bounded);
         assert!(!flags.contains(MsFlags::MS_RDONLY));
         assert_eq!(data, vec!["rsize=65536", "soft", "timeo=50", "retrans=1"]);
     }
@@ -308,6 +316,31 @@ mod tests {
     fn resolves_literal_addresses() {
         assert_eq!(resolve("10.0.2.2").unwrap().to_string(), "10.0.2.2");
         assert_eq!(resolve("[fd00::1]").unwrap().to_string(), "fd00::1");
-        assert!(resolve("localhost").is_ok());
+    }
+
+    #[test]
+    fn names_resolve_through_the_lookup_preferring_ipv4() {
+        let v6: SocketAddr = "[fd00::7]:2049".parse().unwrap();
+        let v4: SocketAddr = "192.0.2.7:2049".parse().unwrap();
+        let asked = std::cell::RefCell::new(Vec::new());
+        let found = resolve_with("[nfs.example]", |host| {
+            asked.borrow_mut().push(host.to_owned());
+            Ok(vec![v6, v4])
+        });
+        assert_eq!(found.unwrap(), v4.ip());
+        assert_eq!(asked.into_inner(), ["nfs.example"]);
+        assert_eq!(resolve_with("nfs6", |_| Ok(vec![v6])).unwrap(), v6.ip());
+        let literal = resolve_with("10.0.2.2", |_| panic!("a literal address needs no lookup"));
+        assert_eq!(literal.unwrap().to_string(), "10.0.2.2");
+        let none = resolve_with("empty", |_| Ok(Vec::new())).unwrap_err();
+        assert!(
+            matches!(&none, Error::Unavailable(m) if m.contains("no address")),
+            "{none:?}"
+        );
+        let failed = resolve_with("nxdomain", |_| Err(std::io::ErrorKind::NotFound.into()));
+        assert!(
+            matches!(&failed, Err(Error::Unavailable(m)) if m.contains("cannot resolve NFS server \"nxdomain\"")),
+            "{failed:?}"
+        );
     }
 }

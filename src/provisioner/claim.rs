@@ -2,20 +2,19 @@
 //! kube-controller-manager then binds the two. Re-running it after a crash is harmless: the
 //! directory step is idempotent and the PV name is derived from the claim's uid.
 
-use super::pv::{self, ClaimStep, NewPv, Source};
+use super::pv::{self, ClaimStep, NewPv, PvSource};
 use super::{Context, kube_error};
 use crate::controller::NewVolume;
 use crate::error::{Error, Result};
-use crate::metrics::{ClaimResult, ReconcileKind};
+use crate::metrics::ClaimResult;
+use crate::volume::Params;
 use crate::volume::params::VolumeSource;
-use crate::volume::{Params, VolumeId};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use std::sync::Arc;
-use std::time::Duration;
 use tracing::Span;
 
 /// Reconciles one claim. Errors are reported as a Warning event on the claim and retried.
@@ -74,13 +73,6 @@ pub async fn reconcile(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) -> 
     }
 }
 
-/// Requeue policy for failed claims.
-pub fn error_policy(_: Arc<PersistentVolumeClaim>, err: &Error, ctx: Arc<Context>) -> Action {
-    tracing::debug!(error = %err, "claim will be retried");
-    ctx.metrics.reconcile_error(ReconcileKind::Claim);
-    Action::requeue(Duration::from_secs(10))
-}
-
 async fn class_of(claim: &PersistentVolumeClaim, ctx: &Context) -> Result<StorageClass> {
     let name = claim
         .spec
@@ -105,12 +97,12 @@ async fn provision(
     ctx: &Context,
 ) -> Result<bool> {
     let raw = class.parameters.clone().unwrap_or_default();
-    let mut params = Params::parse(raw.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let mut params = Params::parse(&raw)?;
     params.metadata = pv::metadata_of(claim, name);
     let (capacity, bytes) = pv::requested(claim)?;
     let mount_flags = class.mount_options.clone().unwrap_or_default();
     let volume = ctx
-        .controller
+        .volumes
         .create(
             NewVolume {
                 name: name.to_owned(),
@@ -121,15 +113,15 @@ async fn provision(
             ctx.timeout,
         )
         .await?;
-    let id = VolumeId::parse(&volume.id)?;
+    let location = volume.context;
     let source = match source_kind(params.volume_source, ctx.nfs_export.is_some()) {
-        VolumeSource::Csi => Source::Csi {
+        VolumeSource::Csi => PvSource::Csi {
             driver: ctx.driver.clone(),
-            attributes: volume.context.into_iter().collect(),
+            attributes: location.to_pairs().into_iter().collect(),
         },
         VolumeSource::Nfs => {
-            let (server, path) = pv::nfs_location(&id, ctx.nfs_export.as_ref())?;
-            Source::Nfs { server, path }
+            let (server, path) = pv::nfs_location(&location, ctx.nfs_export.as_ref())?;
+            PvSource::Nfs { server, path }
         }
     };
     let new = NewPv {
@@ -137,7 +129,7 @@ async fn provision(
         provisioner: ctx.provisioner.clone(),
         volume_id: volume.id,
         source,
-        share_mount_options: id.share.mount_options.clone(),
+        share_mount_options: location.share.mount_options,
     };
     let pv = pv::build_pv(claim, class, capacity, new);
     match pvs.create(&PostParams::default(), &pv).await {
@@ -197,3 +189,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "claim_api_tests.rs"]
+mod api_tests;

@@ -34,9 +34,9 @@ pub struct LeaseConfig {
     pub retry_period: Duration,
 }
 
-/// The part of a Lease the election looks at. Two equal records mean "nothing happened".
+/// The part of a Lease the election looks at. Two equal states mean "nothing happened".
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
+pub struct LeaseState {
     /// `holderIdentity`; `None` or empty when released.
     pub holder: Option<String>,
     /// `leaseDurationSeconds`.
@@ -47,10 +47,10 @@ pub struct Record {
     pub transitions: i32,
 }
 
-impl Record {
+impl LeaseState {
     fn of(lease: &Lease) -> Self {
         let spec = lease.spec.clone().unwrap_or_default();
-        Record {
+        LeaseState {
             holder: spec.holder_identity.filter(|h| !h.is_empty()),
             duration: Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64),
             renew_time: spec.renew_time.map(|t| t.0.to_string()),
@@ -77,7 +77,7 @@ pub enum Decision {
 
 /// Decides from the Lease's current record (if any), our identity, and how long that record has
 /// been seen unchanged by this replica.
-pub fn decide(current: Option<&Record>, me: &str, unchanged_for: Duration) -> Decision {
+pub fn decide(current: Option<&LeaseState>, me: &str, unchanged_for: Duration) -> Decision {
     let Some(record) = current else {
         return Decision::Create;
     };
@@ -116,7 +116,7 @@ pub fn lease_name(provisioner: &str) -> String {
 pub struct Elector {
     api: Api<Lease>,
     cfg: LeaseConfig,
-    observed: Option<(Record, Instant)>,
+    observed: Option<(LeaseState, Instant)>,
 }
 
 impl Elector {
@@ -142,7 +142,7 @@ impl Elector {
             .get_opt(name)
             .await
             .map_err(|e| kube_error(format!("get lease {name}"), e))?;
-        let record = current.as_ref().map(Record::of);
+        let record = current.as_ref().map(LeaseState::of);
         let unchanged_for = match (&self.observed, &record) {
             (Some((seen, since)), Some(now)) if seen == now => since.elapsed(),
             _ => {
@@ -192,7 +192,7 @@ impl Elector {
         };
         match written {
             Ok(lease) => {
-                self.observed = Some((Record::of(&lease), Instant::now()));
+                self.observed = Some((LeaseState::of(&lease), Instant::now()));
                 Ok(true)
             }
             Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => {
@@ -284,8 +284,8 @@ impl Elector {
 mod tests {
     use super::*;
 
-    fn held_by(holder: &str) -> Record {
-        Record {
+    fn held_by(holder: &str) -> LeaseState {
+        LeaseState {
             holder: Some(holder.to_owned()),
             duration: Duration::from_secs(15),
             renew_time: Some("2026-11-26T16:00:00Z".to_owned()),
@@ -307,7 +307,7 @@ mod tests {
             Decision::TakeOver,
             "unchanged for a whole lease duration: expired"
         );
-        let released = Record {
+        let released = LeaseState {
             holder: None,
             ..held_by("b")
         };
@@ -325,13 +325,13 @@ mod tests {
                 ..LeaseSpec::default()
             }),
         };
-        let r = Record::of(&lease);
+        let r = LeaseState::of(&lease);
         assert_eq!(r.holder, None, "an empty holder is a released lease");
         assert_eq!(r.duration, Duration::from_secs(15));
         assert_eq!(r.transitions, 0);
         assert!(r.renew_time.is_some());
         assert_eq!(decide(Some(&r), "a", Duration::ZERO), Decision::TakeOver);
-        let empty = Record::of(&Lease::default());
+        let empty = LeaseState::of(&Lease::default());
         assert_eq!((empty.holder, empty.duration), (None, Duration::ZERO));
     }
 
@@ -347,3 +347,7 @@ mod tests {
         assert!(lease_name(&"x".repeat(300)).len() <= 253);
     }
 }
+
+#[cfg(test)]
+#[path = "leader_api_tests.rs"]
+mod api_tests;

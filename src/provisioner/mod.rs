@@ -2,23 +2,24 @@
 //! without CSI sidecars — a drop-in for nfs-subdir-external-provisioner.
 //!
 //! Two controllers share one [`Context`]: [`claim`] makes a directory (through the same domain
-//! [`Controller`] and StorageClass parameters as the CSI path) and a PV pre-bound to the claim;
+//! [`Volumes`] and StorageClass parameters as the CSI path) and a PV pre-bound to the claim;
 //! [`release`] deletes the PV and, behind a finalizer, the directory once the claim is gone under
 //! reclaimPolicy Delete. Only the replica holding the [`leader`] Lease runs them.
 
 pub mod claim;
+#[cfg(test)]
+mod fixtures;
 pub mod leader;
 pub mod pv;
 pub mod release;
 
-use crate::cli::ProvisionerArgs;
-use crate::controller::Controller;
+use crate::controller::Volumes;
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
-use crate::setup::VolumeSetup;
+use crate::metrics::{Metrics, ReconcileKind};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::Api;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{Controller as Runner, watcher};
 use kube::{Client, Resource};
@@ -30,7 +31,7 @@ pub struct Context {
     /// The Kubernetes client.
     pub client: Client,
     /// The domain controller that makes and deletes directories.
-    pub controller: Controller,
+    pub volumes: Volumes,
     /// Publishes events on claims and PVs.
     pub recorder: Recorder,
     /// The provisioner name classes give.
@@ -77,6 +78,27 @@ impl Context {
     }
 }
 
+/// What a reconciler works on, as the metrics name it.
+pub trait Reconciled {
+    /// The `kind` label of `reconcile_errors_total`.
+    const KIND: ReconcileKind;
+}
+
+impl Reconciled for PersistentVolumeClaim {
+    const KIND: ReconcileKind = ReconcileKind::Claim;
+}
+
+impl Reconciled for PersistentVolume {
+    const KIND: ReconcileKind = ReconcileKind::Volume;
+}
+
+/// The one requeue policy of both reconcilers: counted, logged, retried after 10 s.
+pub fn error_policy<K: Reconciled>(_: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::debug!(error = %err, kind = ?K::KIND, "will be retried");
+    ctx.metrics.reconcile_error(K::KIND);
+    Action::requeue(Duration::from_secs(10))
+}
+
 /// Maps a Kubernetes API error into the crate's error, keeping what was being done.
 pub fn kube_error(what: impl std::fmt::Display, e: kube::Error) -> Error {
     match &e {
@@ -94,11 +116,37 @@ pub fn kube_error(what: impl std::fmt::Display, e: kube::Error) -> Error {
     }
 }
 
-/// Runs the provisioner until SIGTERM/SIGINT (then releases the Lease) or until leadership is
-/// lost (then returns an error, so that the process exits and restarts as a follower).
-pub async fn run(args: ProvisionerArgs) -> Result<()> {
-    let setup = VolumeSetup::from_args(&args.volumes)?;
-    let http = match args.http_address.trim() {
+/// What the provisioner runs with: plain values the entry (`setup::provisioner`) builds from the
+/// command line, so nothing here reaches back up to the flags.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The provisioner name classes give.
+    pub provisioner_name: String,
+    /// The CSI driver named by CSI PVs.
+    pub driver: String,
+    /// This replica's identity (events, the Lease).
+    pub identity: String,
+    /// GET /healthz and /metrics address; empty: off.
+    pub http_address: String,
+    /// How nodes reach the default share over NFS, if configured.
+    pub nfs_export: Option<pv::NfsExport>,
+    /// The Lease to hold; `None`: no leader election, act at once.
+    pub lease: Option<leader::LeaseConfig>,
+    /// Deadline of one directory operation.
+    pub timeout: Duration,
+    /// The default share's path (for the start-up log line).
+    pub default_share: Option<String>,
+}
+
+/// Runs the provisioner until `shutdown` resolves (then releases the Lease) or until leadership
+/// is lost (then returns an error, so that the process exits and restarts as a follower).
+/// `volumes` makes the domain's volume operations once the metrics exist.
+pub async fn run(
+    cfg: Config,
+    volumes: impl FnOnce(Metrics) -> Volumes,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let http = match cfg.http_address.trim() {
         "" => None,
         address => Some(crate::http::bind(address).await?),
     };
@@ -118,7 +166,7 @@ pub async fn run(args: ProvisionerArgs) -> Result<()> {
             }
         })
     });
-    let result = run_loops(args, setup, metrics, phase_tx).await;
+    let result = run_loops(cfg, volumes, metrics, phase_tx, shutdown).await;
     let _ = stop_tx.send(true);
     if let Some(task) = http_task {
         let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
@@ -155,84 +203,43 @@ fn phase_check(phase: tokio::sync::watch::Receiver<Phase>) -> crate::http::Check
 }
 
 async fn run_loops(
-    args: ProvisionerArgs,
-    setup: VolumeSetup,
+    cfg: Config,
+    volumes: impl FnOnce(Metrics) -> Volumes,
     metrics: Metrics,
     phase: tokio::sync::watch::Sender<Phase>,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let (timeout, default_share) = (setup.timeout, setup.default_share.clone());
-    let nfs_export = match (&args.nfs_server, &args.nfs_path, &default_share) {
-        (Some(server), Some(path), Some(share)) => Some(pv::NfsExport {
-            server: server.clone(),
-            path: path.clone(),
-            local: share.path.clone(),
-        }),
-        (Some(_), _, None) => {
-            return Err(Error::invalid(
-                "--nfs-server needs --default-share (its local mount)",
-            ));
-        }
-        _ => None,
-    };
-    let controller = setup.controller(metrics.clone());
+    let volumes = volumes(metrics.clone());
     metrics.leader(false);
     let client = Client::try_default()
         .await
         .map_err(|e| Error::Unavailable(format!("Kubernetes client: {e}")))?;
-    let identity = match args
-        .leader_election_identity
-        .clone()
-        .filter(|i| !i.is_empty())
-    {
-        Some(id) => id,
-        None => {
-            let host = nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "provisioner".to_owned());
-            format!("{host}_{}", uuid::Uuid::new_v4())
-        }
-    };
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
-            controller: args.provisioner_name.clone(),
-            instance: Some(identity.clone()),
+            controller: cfg.provisioner_name.clone(),
+            instance: Some(cfg.identity.clone()),
         },
     );
+    tracing::info!(
+        provisioner = %cfg.provisioner_name, driver = %cfg.driver, identity = %cfg.identity,
+        default_share = ?cfg.default_share, version = env!("CARGO_PKG_VERSION"),
+        "provisioner starting"
+    );
+    let mut elector = cfg
+        .lease
+        .map(|lease| leader::Elector::new(client.clone(), lease));
     let ctx = Arc::new(Context {
         client: client.clone(),
-        controller,
+        volumes,
         recorder,
-        provisioner: args.provisioner_name.clone(),
-        driver: args.drivername.clone(),
-        identity: identity.clone(),
-        nfs_export,
-        timeout,
+        provisioner: cfg.provisioner_name,
+        driver: cfg.driver,
+        identity: cfg.identity,
+        nfs_export: cfg.nfs_export,
+        timeout: cfg.timeout,
         metrics: metrics.clone(),
     });
-    tracing::info!(
-        provisioner = %args.provisioner_name, driver = %args.drivername, %identity,
-        default_share = ?default_share.as_ref().map(|s| &s.path),
-        version = env!("CARGO_PKG_VERSION"), "provisioner starting"
-    );
-
-    let mut elector = args.leader_elect.then(|| {
-        leader::Elector::new(
-            client.clone(),
-            leader::LeaseConfig {
-                namespace: args.leader_election_namespace.clone(),
-                name: args
-                    .leader_election_name
-                    .clone()
-                    .unwrap_or_else(|| leader::lease_name(&args.provisioner_name)),
-                identity: identity.clone(),
-                lease_duration: Duration::from_secs(args.leader_election_lease_duration.max(1)),
-                renew_deadline: Duration::from_secs(args.leader_election_renew_deadline.max(1)),
-                retry_period: Duration::from_secs(args.leader_election_retry_period.max(1)),
-            },
-        )
-    });
-    let shutdown = crate::setup::shutdown_signal();
     tokio::pin!(shutdown);
     let _ = phase.send(Phase::Following);
     if let Some(e) = elector.as_mut() {
@@ -276,14 +283,14 @@ async fn controllers(client: Client, ctx: Arc<Context>) {
     let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
     let volumes: Api<PersistentVolume> = Api::all(client);
     let claim_runner = Runner::new(claims, watcher::Config::default())
-        .run(claim::reconcile, claim::error_policy, ctx.clone())
+        .run(claim::reconcile, error_policy, ctx.clone())
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "claim controller");
             }
         });
     let volume_runner = Runner::new(volumes, watcher::Config::default())
-        .run(release::reconcile, release::error_policy, ctx)
+        .run(release::reconcile, error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "PV controller");

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::volume::template::Metadata;
-use crate::volume::{ShareSpec, SubDir, VolumeId};
+use crate::volume::{ShareSpec, SubDir, VolumeContext};
 use k8s_openapi::api::core::v1::{
     CSIPersistentVolumeSource, NFSVolumeSource, ObjectReference, PersistentVolume,
     PersistentVolumeClaim, PersistentVolumeSpec,
@@ -41,7 +41,7 @@ pub struct NfsExport {
 
 /// The volume source a new PV gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
+pub enum PvSource {
     /// A CSI volume of `driver`.
     Csi {
         /// The CSI driver name.
@@ -199,17 +199,23 @@ pub fn metadata_of(claim: &PersistentVolumeClaim, pv_name: &str) -> Metadata {
 }
 
 /// Where nodes mount a volume over NFS: the class's own server, or the default share's export.
-pub fn nfs_location(id: &VolumeId, export: Option<&NfsExport>) -> Result<(String, String)> {
-    let join = |base: &str| format!("{}/{}", base.trim_end_matches('/'), id.sub_dir);
-    if let Some(server) = &id.share.server {
-        return Ok((server.clone(), join(&id.share.path)));
+pub fn nfs_location(
+    volume: &VolumeContext,
+    export: Option<&NfsExport>,
+) -> Result<(String, String)> {
+    let join = |base: &str| match &volume.sub_dir {
+        Some(sub) => format!("{}/{sub}", base.trim_end_matches('/')),
+        None => base.to_owned(),
+    };
+    let share = &volume.share;
+    if let Some(server) = &share.server {
+        return Ok((server.clone(), join(&share.path)));
     }
     match export {
-        Some(e) if e.local == id.share.path => Ok((e.server.clone(), join(&e.path))),
+        Some(e) if e.local == share.path => Ok((e.server.clone(), join(&e.path))),
         _ => Err(Error::invalid(format!(
-            "volumeSource nfs: share {} is not an NFS export; give the class server and \
-             share, or start the provisioner with --nfs-server and --nfs-path for its default share",
-            id.share
+            "volumeSource nfs: share {share} is not an NFS export; give the class server and \
+             share, or start the provisioner with --nfs-server and --nfs-path for its default share"
         ))),
     }
 }
@@ -237,7 +243,7 @@ pub struct NewPv {
     /// The volume id.
     pub volume_id: String,
     /// The volume source.
-    pub source: Source,
+    pub source: PvSource,
     /// Mount options the share needs (merged after the class's own).
     pub share_mount_options: Vec<String>,
 }
@@ -256,13 +262,9 @@ pub fn build_pv(
         .clone()
         .unwrap_or_else(|| "Delete".to_owned());
     let mut mount_options = class.mount_options.clone().unwrap_or_default();
-    for o in new.share_mount_options {
-        if !mount_options.contains(&o) {
-            mount_options.push(o);
-        }
-    }
+    crate::volume::push_new(&mut mount_options, new.share_mount_options);
     let (csi, nfs) = match new.source {
-        Source::Csi { driver, attributes } => (
+        PvSource::Csi { driver, attributes } => (
             Some(CSIPersistentVolumeSource {
                 driver,
                 volume_handle: new.volume_id.clone(),
@@ -271,7 +273,7 @@ pub fn build_pv(
             }),
             None,
         ),
-        Source::Nfs { server, path } => (
+        PvSource::Nfs { server, path } => (
             None,
             Some(NFSVolumeSource {
                 server,
@@ -316,4 +318,4 @@ pub fn build_pv(
 
 #[cfg(test)]
 #[path = "pv_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -123,11 +123,10 @@ fn metadata_carries_labels_and_annotations() {
     assert!(m.annotations.contains_key(STORAGE_PROVISIONER[0]));
 }
 
-fn id(server: Option<&str>, share: &str, sub: &str) -> VolumeId {
-    VolumeId {
+fn id(server: Option<&str>, share: &str, sub: &str) -> VolumeContext {
+    VolumeContext {
         share: ShareSpec::new(server, share, vec![]).unwrap(),
-        sub_dir: SubDir::parse(sub).unwrap(),
-        on_delete: crate::volume::OnDelete::Delete,
+        sub_dir: Some(SubDir::parse(sub).unwrap()),
     }
 }
 
@@ -163,7 +162,7 @@ fn nfs_locations_map_the_default_share_to_its_export() {
     assert!(sub_dir_below(&export, "10.0.0.5", "/exports/../etc").is_none());
 }
 
-fn new_pv(source: Source) -> NewPv {
+fn new_pv(source: PvSource) -> NewPv {
     NewPv {
         name: "pvc-1234-abcd".into(),
         provisioner: PROV.into(),
@@ -176,7 +175,7 @@ fn new_pv(source: Source) -> NewPv {
 #[test]
 fn builds_a_pre_bound_csi_pv() {
     let attributes = BTreeMap::from([("share".to_owned(), "/srv".to_owned())]);
-    let source = Source::Csi {
+    let source = PvSource::Csi {
         driver: PROV.into(),
         attributes: attributes.clone(),
     };
@@ -229,7 +228,7 @@ fn builds_a_pre_bound_csi_pv() {
 
 #[test]
 fn builds_an_nfs_pv_and_honours_retain() {
-    let source = Source::Nfs {
+    let source = PvSource::Nfs {
         server: "10.0.0.5".into(),
         path: "/exports/pvc-1234-abcd".into(),
     };

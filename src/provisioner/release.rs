@@ -4,8 +4,8 @@
 
 use super::pv::{self, FINALIZER, PROVISIONED_BY, VOLUME_ID};
 use super::{Context, kube_error};
-use crate::error::{Error, Result};
-use crate::metrics::{ClaimResult, ReconcileKind};
+use crate::error::Result;
+use crate::metrics::ClaimResult;
 use crate::volume::{OnDelete, Params, VolumeId};
 use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -14,7 +14,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// What to do with a PV at one reconcile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,13 +127,6 @@ pub async fn reconcile(volume: Arc<PersistentVolume>, ctx: Arc<Context>) -> Resu
     Ok(Action::await_change())
 }
 
-/// Requeue policy for failed PVs.
-pub fn error_policy(_: Arc<PersistentVolume>, err: &Error, ctx: Arc<Context>) -> Action {
-    tracing::debug!(error = %err, "PV will be retried");
-    ctx.metrics.reconcile_error(ReconcileKind::Volume);
-    Action::requeue(Duration::from_secs(10))
-}
-
 /// Sets the finalizer list, guarded by the resourceVersion that was read.
 async fn patch_finalizers(
     pvs: &Api<PersistentVolume>,
@@ -168,7 +160,7 @@ async fn remove_directory(volume: &PersistentVolume, ctx: &Context) -> Result<()
             return Ok(());
         }
     };
-    ctx.controller.delete(&id, ctx.timeout).await
+    ctx.volumes.delete(&id, ctx.timeout).await
 }
 
 /// The volume id of a PV: our annotation, else the CSI volumeHandle of our driver, else (for PVs
@@ -197,12 +189,8 @@ async fn volume_id(volume: &PersistentVolume, ctx: &Context) -> Result<Option<St
             .await
             .map_err(|e| kube_error(format!("get StorageClass {class}"), e))?;
         if let Some(params) = found.and_then(|c| c.parameters) {
-            let p = Params::parse(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-            let archive = p.archive_on_delete.map(|a| match a {
-                true => OnDelete::Archive,
-                false => OnDelete::Delete,
-            });
-            on_delete = p.on_delete.or(archive).unwrap_or(OnDelete::Archive);
+            let p = Params::parse(&params)?;
+            on_delete = p.on_delete_policy().unwrap_or(OnDelete::Archive);
         }
     }
     let id = VolumeId {

@@ -4,13 +4,18 @@
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::volume::ShareSpec;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// How shares are reached from this process.
 #[derive(Debug)]
 pub struct Shares {
     default: Option<ShareSpec>,
+    /// Pre-mounted shares other than the default that a call has used since this process started
+    /// (a StorageClass's `share` without `server`). Kept in memory only: see [`Shares::known`].
+    used: Mutex<BTreeSet<ShareSpec>>,
     working: super::working::WorkingMounts,
 }
 
@@ -20,6 +25,7 @@ impl Shares {
     pub fn new(default: Option<ShareSpec>, working_dir: PathBuf, metrics: Metrics) -> Self {
         Shares {
             default,
+            used: Mutex::default(),
             working: super::working::WorkingMounts::new(working_dir, metrics),
         }
     }
@@ -40,9 +46,30 @@ impl Shares {
         spec.is_nfs() && err.is_unavailable() && self.working.forget(spec, root).await
     }
 
-    /// Shares this process knows of: the default share and every NFS export mounted so far.
+    /// Notes that a call worked on `spec`'s root, so that [`Shares::known`] lists it from now on.
+    /// NFS exports are noted by their working mounts already.
+    pub fn note_used(&self, spec: &ShareSpec) {
+        if !spec.is_nfs() && self.default.as_ref() != Some(spec) {
+            self.used
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(spec.clone());
+        }
+    }
+
+    /// Shares this process knows of: the default share, every pre-mounted share a call has used,
+    /// and every NFS export mounted so far. Nothing is stored on disk: after a restart only the
+    /// default share is known until calls name the others again (a volume id names its share, so
+    /// any call on a volume, or a CreateVolume of its StorageClass, brings it back).
     pub async fn known(&self) -> Vec<ShareSpec> {
         let mut all: Vec<ShareSpec> = self.default.iter().cloned().collect();
+        all.extend(
+            self.used
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned(),
+        );
         all.extend(self.working.mounted().await);
         all
     }

@@ -358,3 +358,7 @@ fn unix_secs() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+#[path = "root_tests.rs"]
+mod tests;

@@ -1,5 +1,6 @@
 //! Volume-level domain types: what a volume is, where it lives, and how its names are checked.
 
+pub mod context;
 pub mod id;
 pub mod params;
 pub mod path;
@@ -9,6 +10,7 @@ use crate::error::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
 
+pub use context::VolumeContext;
 pub use id::VolumeId;
 pub use params::{CreateParams, Params};
 pub use path::SubDir;
@@ -107,6 +109,26 @@ fn check_server(s: &str) -> Result<&str> {
     }
 }
 
+/// Adds the comma-separated mount options of `text` (spaces around them ignored) to `options`,
+/// each checked with [`check_mount_option`], none twice. The one way options are merged: a
+/// StorageClass's `mountOptions` parameter, the capability's mount flags, the volume context.
+pub fn add_mount_options(options: &mut Vec<String>, text: &str) -> Result<()> {
+    for opt in text.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        check_mount_option(opt)?;
+        push_new(options, [opt.to_owned()]);
+    }
+    Ok(())
+}
+
+/// Appends those of `new` that `options` does not hold yet, in order.
+pub fn push_new(options: &mut Vec<String>, new: impl IntoIterator<Item = String>) {
+    for opt in new {
+        if !options.contains(&opt) {
+            options.push(opt);
+        }
+    }
+}
+
 /// Checks one mount option: no separators or control characters that could smuggle in others.
 pub fn check_mount_option(opt: &str) -> Result<()> {
     let ok = !opt.is_empty()
@@ -142,6 +164,19 @@ fn normalise_share_path(p: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_options_merge_checked_and_once() {
+        let mut opts = vec!["nfsvers=4.1".to_owned()];
+        add_mount_options(&mut opts, " hard, nfsvers=4.1 ,,timeo=600").unwrap();
+        assert_eq!(opts, ["nfsvers=4.1", "hard", "timeo=600"]);
+        let before = opts.clone();
+        assert!(add_mount_options(&mut opts, "ro,bad\toption").is_err());
+        assert_eq!(opts[..before.len()], before[..], "earlier options kept");
+        push_new(&mut opts, ["hard".to_owned(), "noac".to_owned()]);
+        assert_eq!(opts.last().map(String::as_str), Some("noac"));
+        assert_eq!(opts.iter().filter(|o| *o == "hard").count(), 1);
+    }
 
     #[test]
     fn share_paths_are_normalised_and_checked() {

@@ -2,7 +2,7 @@
 //! the driver's defaults into everything CreateVolume needs.
 
 use super::template::{Metadata, Template};
-use super::{OnDelete, ShareSpec, SubDir, check_mount_option, path::shorten};
+use super::{OnDelete, ShareSpec, SubDir, add_mount_options, path::shorten};
 use crate::error::{Error, Result};
 
 /// Parameters of a StorageClass (or of a test's CreateVolume call), typed and validated.
@@ -82,9 +82,13 @@ pub struct CreateParams {
 impl Params {
     /// Parses a parameter map. Keys are case-insensitive; unknown keys are refused, except the
     /// `csi.storage.k8s.io/` keys the Kubernetes provisioner adds.
-    pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self> {
+    /// Takes any map or list of string pairs (a StorageClass's `parameters`, a CreateVolume's).
+    pub fn parse<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self> {
         let mut p = Params::default();
         for (key, value) in pairs {
+            let (key, value) = (key.as_ref(), value.as_ref());
             match key.to_ascii_lowercase().as_str() {
                 "server" => p.server = non_empty(value),
                 "share" => p.share = non_empty(value),
@@ -96,7 +100,7 @@ impl Params {
                 "archiveondelete" => p.archive_on_delete = Some(parse_bool(key, value)?),
                 "volumesource" => p.volume_source = Some(value.parse()?),
                 "mountpermissions" => p.mount_permissions = Some(parse_mode(value)?),
-                "mountoptions" => p.mount_options = split_options(value)?,
+                "mountoptions" => add_mount_options(&mut p.mount_options, value)?,
                 "csi.storage.k8s.io/pvc/name" => p.metadata.pvc_name = non_empty(value),
                 "csi.storage.k8s.io/pvc/namespace" => p.metadata.pvc_namespace = non_empty(value),
                 "csi.storage.k8s.io/pv/name" => p.metadata.pv_name = non_empty(value),
@@ -142,30 +146,34 @@ impl Params {
                 _ => Err(Error::invalid("volume name must not contain '/'")),
             })?,
         };
-        let archive = self.archive_on_delete.map(|archive| match archive {
-            true => OnDelete::Archive,
-            false => OnDelete::Delete,
-        });
         Ok(CreateParams {
             share,
             sub_dir,
-            on_delete: self.on_delete.or(archive).unwrap_or(defaults.on_delete),
+            on_delete: self.on_delete_policy().unwrap_or(defaults.on_delete),
             mode: self.mount_permissions.unwrap_or(defaults.mount_permissions),
         })
     }
 }
 
 impl Params {
+    /// The delete policy the parameters ask for: `onDelete`, else nfs-subdir-external-provisioner's
+    /// `archiveOnDelete` (true = archive, false = delete), else none.
+    pub fn on_delete_policy(&self) -> Option<OnDelete> {
+        self.on_delete.or(self.archive_on_delete.map(|archive| {
+            if archive {
+                OnDelete::Archive
+            } else {
+                OnDelete::Delete
+            }
+        }))
+    }
+
     /// The share these parameters name, with `mount_flags` merged into its mount options, or the
     /// default share when they name none.
     pub fn share_spec(&self, mount_flags: &[String], defaults: &Defaults) -> Result<ShareSpec> {
         let mut options = self.mount_options.clone();
         for flag in mount_flags {
-            for opt in split_options(flag)? {
-                if !options.contains(&opt) {
-                    options.push(opt);
-                }
-            }
+            add_mount_options(&mut options, flag)?;
         }
         match (&self.server, &self.share, &defaults.share) {
             (Some(server), Some(path), _) => ShareSpec::new(Some(server), path, options),
@@ -218,14 +226,6 @@ pub fn parse_mode(v: &str) -> Result<u32> {
     Ok(if mode == 0 { 0o755 } else { mode })
 }
 
-fn split_options(v: &str) -> Result<Vec<String>> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .map(|o| check_mount_option(o).map(|()| o.to_owned()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn falls_back_to_defaults() {
-        let c = Params::parse([])
+        let c = Params::parse::<&str, &str>([])
             .unwrap()
             .resolve("pvc-9", &[], &defaults())
             .unwrap();
@@ -280,7 +280,7 @@ mod tests {
             ..defaults()
         };
         assert!(
-            Params::parse([])
+            Params::parse::<&str, &str>([])
                 .unwrap()
                 .resolve("pvc-9", &[], &none)
                 .is_err()
@@ -303,7 +303,7 @@ mod tests {
             Params::parse([("server", "x")]).is_err(),
             "server without share"
         );
-        let p = Params::parse([]).unwrap();
+        let p = Params::parse::<&str, &str>([]).unwrap();
         for bad_name in ["../x", "a/b", "", ".."] {
             assert!(
                 p.resolve(bad_name, &[], &defaults()).is_err(),

@@ -6,12 +6,10 @@
 pub mod h2raw;
 pub mod http;
 
+use nfs_subdir_csi::csi::client;
 use nfs_subdir_csi::csi::pb::{
-    self,
-    controller_client::ControllerClient,
-    identity_client::IdentityClient,
-    node_client::NodeClient,
-    volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode},
+    self, controller_client::ControllerClient, identity_client::IdentityClient,
+    node_client::NodeClient, volume_capability::access_mode::Mode,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,24 +26,26 @@ pub struct Driver {
 impl Driver {
     /// Starts the driver with a default share at `<tmp>/share` and waits until Probe answers.
     pub async fn start(extra: &[&str]) -> Driver {
-        let dir = tempfile::Builder::new()
-            .prefix("nsc-it-")
-            .tempdir()
-            .expect("tempdir");
-        Self::start_in(dir, extra).await
+        Self::start_in(tempdir(), extra).await
     }
 
     /// Starts the driver in an existing temp dir (to test restarts).
     pub async fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Driver {
+        let share = format!("--default-share={}", dir.path().join("share").display());
+        Self::launch(dir, &[&[share.as_str()], extra].concat()).await
+    }
+
+    /// Starts the driver with no default share, as a StorageClass naming its `share` runs it.
+    pub async fn start_without_default_share(extra: &[&str]) -> Driver {
+        Self::launch(tempdir(), extra).await
+    }
+
+    async fn launch(dir: tempfile::TempDir, extra: &[&str]) -> Driver {
         let socket = dir.path().join("csi.sock");
         let log = std::fs::File::create(dir.path().join("driver.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_nfs-subdir-csi"))
             .arg("serve")
             .arg(format!("--endpoint=unix://{}", socket.display()))
-            .arg(format!(
-                "--default-share={}",
-                dir.path().join("share").display()
-            ))
             .arg(format!(
                 "--working-mount-dir={}",
                 dir.path().join("work").display()
@@ -107,6 +107,14 @@ impl Drop for Driver {
     }
 }
 
+/// A fresh temp dir for one driver (socket, share, working mounts, log).
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("nsc-it-")
+        .tempdir()
+        .expect("tempdir")
+}
+
 /// Sends SIGTERM and waits for the exit.
 pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
@@ -114,39 +122,17 @@ pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
     child.wait().expect("wait for driver")
 }
 
-/// Connects to a Unix socket, retrying until the server answers Probe (at most 20 s).
+/// Connects to a Unix socket once the driver answers Probe (at most 20 s).
 pub async fn connect(socket: &Path) -> Channel {
-    let started = Instant::now();
-    loop {
-        if socket.exists() {
-            let endpoint =
-                tonic::transport::Endpoint::try_from(format!("unix://{}", socket.display()))
-                    .unwrap();
-            if let Ok(ch) = endpoint.connect().await {
-                if IdentityClient::new(ch.clone())
-                    .probe(pb::ProbeRequest {})
-                    .await
-                    .is_ok()
-                {
-                    return ch;
-                }
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "driver did not come up on {}",
-            socket.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let endpoint = format!("unix://{}", socket.display());
+    client::connect(&endpoint, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A mount capability with `mode`.
 pub fn cap(mode: Mode) -> pb::VolumeCapability {
-    pb::VolumeCapability {
-        access_mode: Some(AccessMode { mode: mode as i32 }),
-        access_type: Some(AccessType::Mount(MountVolume::default())),
-    }
+    client::mount_capability(mode, &[])
 }
 
 /// A CreateVolume request for `name` with `bytes` and string parameters.

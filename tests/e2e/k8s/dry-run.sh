@@ -18,12 +18,9 @@ set -uo pipefail
 
 NAME=dry-run
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../../.." && pwd)
-OWN_DIR=0
-if [ $# -ge 1 ]; then mkdir -p "$1"; DIR=$(cd "$1" && pwd); else DIR=$(mktemp -d /tmp/nsc-dry-run.XXXXXX); OWN_DIR=1; fi
 # shellcheck source=tests/e2e/k8s/helpers.sh
 . "$HERE/helpers.sh"
-lib_init
+lib_init "$@"
 
 resolve_k8s_bin
 start_cluster
@@ -67,7 +64,7 @@ if [ -n "$HELM" ] && "$HELM" version --short >/dev/null 2>&1; then
   done
   skip "server-side dry run: the chart's ServiceMonitor/PodMonitor objects" "monitoring.coreos.com CRDs are not installed on this apiserver (tests/e2e/manifests checks the render)"
 else
-  log "skipped the Helm chart: no helm (tests/e2e/manifests/run.sh builds one; or set HELM)"
+  missing_tool "helm template deploy/helm/" "no helm (tests/e2e/manifests/run.sh builds one; or set HELM)"
 fi
 
 # Namespaces named anywhere, created for real.
@@ -101,8 +98,10 @@ for k in "${KUSTOMIZATIONS[@]}"; do
   fi
 done
 nothing_created() {
-  [ -z "$(kubectl get csidriver,storageclass,statefulset,deployment,daemonset -A -o name 2>/dev/null)" ] &&
-  [ -z "$(kubectl get clusterrole,clusterrolebinding -o name 2>/dev/null | grep nfs-subdir)" ]
+  local roles
+  empty get csidriver,storageclass,statefulset,deployment,daemonset -A -o name &&
+    roles=$(kubectl get clusterrole,clusterrolebinding -o name) &&
+    ! grep nfs-subdir <<<"$roles" >&2
 }
 check "the dry runs created nothing" nothing_created
 log "dry run done in $(since "$T0")"

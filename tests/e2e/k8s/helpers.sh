@@ -2,8 +2,9 @@
 # tests/e2e/k8s/helpers.sh — helpers of the k8s scenario scripts (smoke, dry-run, scenario-a/b);
 # sourced, not run. Brings in tests/e2e/lib.sh (check, pass, fail, skip, missing_tool, summary).
 #
-# The sourcing script sets NAME (log prefix and summary label) and HERE, REPO, DIR, then calls
-# lib_init. It gets: log, since, check, must, wait_for, spawn, stop_pid, kill_pid, listing,
+# The sourcing script sets NAME (log prefix and summary label) and HERE, then calls
+# `lib_init "$@"`, which sets REPO and DIR (the script's work dir: its first argument, else a fresh
+# /tmp/nsc-<NAME>.* removed after a pass). It gets: log, since, check, must, wait_for, spawn, stop_pid, kill_pid, listing,
 # mark_ready, resolve_driver, resolve_k8s_bin, start_cluster, and a trap that stops whatever was
 # spawned and the cluster, and prints "<NAME>: N passed, N failed" (non-zero exit on a failure).
 # The scripts run without `set -e`: a failed check is counted and the script goes on (`must` stops).
@@ -38,7 +39,15 @@ lib_finish() {
   summary "$NAME" || exit 1
 }
 
-lib_init() {
+REPO=$(cd "$HERE/../../.." && pwd)
+
+lib_init() {  # [workdir]
+  OWN_DIR=0
+  if [ $# -ge 1 ]; then
+    mkdir -p "$1" && DIR=$(cd "$1" && pwd)
+  else
+    DIR=$(mktemp -d "/tmp/nsc-$NAME.XXXXXX") && OWN_DIR=1
+  fi
   T0=$(date +%s%3N)
   trap lib_finish EXIT
   export NO_COLOR=1
@@ -46,6 +55,23 @@ lib_init() {
 
 # must <name> <command...>: a check whose failure (or any earlier one) makes the rest pointless
 must() { check "$@"; [ "$E2E_FAILED" -eq 0 ] || exit 1; }
+
+# The negative checks: an error of kubectl itself (no server, no permission, a typo) must fail
+# them, never pass as "nothing there".
+# absent <kubectl get args...>: kubectl answers NotFound for the object
+absent() {
+  local out
+  if out=$(kubectl get "$@" -o name 2>&1); then log "still there: $out"; return 1; fi
+  case $out in *'(NotFound)'*) return 0 ;; esac
+  log "kubectl get $* failed: $out"
+  return 1
+}
+# empty <kubectl args...>: kubectl succeeds and prints nothing
+empty() {
+  local out
+  out=$(kubectl "$@") || { log "kubectl $* failed"; return 1; }
+  [ -z "$out" ] || { log "kubectl $*: $out"; return 1; }
+}
 
 # wait_for <seconds> <command...>: poll every 0.2 s
 wait_for() {

@@ -21,12 +21,9 @@ set -uo pipefail
 
 NAME=scenario-a
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../../.." && pwd)
-OWN_DIR=0
-if [ $# -ge 1 ]; then mkdir -p "$1"; DIR=$(cd "$1" && pwd); else DIR=$(mktemp -d /tmp/nsc-scenario-a.XXXXXX); OWN_DIR=1; fi
 # shellcheck source=tests/e2e/k8s/helpers.sh
 . "$HERE/helpers.sh"
-lib_init
+lib_init "$@"
 SHARE="$DIR/share"
 SOCK="$DIR/csi.sock"
 
@@ -134,9 +131,8 @@ check "StatefulSet deleted" K -n "$NS" delete -f "$REPO/examples/redis/redis-pv-
 # Pods have no kubelet to confirm termination: remove them outright so the claims are released.
 K -n "$NS" delete pod -l app=$STS --grace-period=0 --force --ignore-not-found >/dev/null 2>&1 || true
 check "claims deleted" K -n "$NS" delete pvc "$PVC0" "$PVC1" kept --ignore-not-found --wait=true --timeout=60s
-pv_gone() { ! K get pv "$1" >/dev/null 2>&1; }
 for pv in "${PVS[@]}"; do
-  check "PV $pv deleted" wait_for 90 pv_gone "$pv"
+  check "PV $pv deleted" wait_for 90 absent pv "$pv"
   check "directory $SHARE/$pv removed" wait_for 30 test ! -e "$SHARE/$pv"
 done
 released() { [ "$(K get pv "$KEPT" -o jsonpath='{.status.phase}')" = Released ]; }

@@ -24,12 +24,9 @@ set -uo pipefail
 
 NAME=scenario-b
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../../.." && pwd)
-OWN_DIR=0
-if [ $# -ge 1 ]; then mkdir -p "$1"; DIR=$(cd "$1" && pwd); else DIR=$(mktemp -d /tmp/nsc-scenario-b.XXXXXX); OWN_DIR=1; fi
 # shellcheck source=tests/e2e/k8s/helpers.sh
 . "$HERE/helpers.sh"
-lib_init
+lib_init "$@"
 
 SHARE="$DIR/share"
 SYS=nsc-system          # namespace of the provisioner's ServiceAccounts and Lease
@@ -142,7 +139,7 @@ UID0=$(uid_of "$PVC0")
 check "crippled provisioner made directory pvc-$UID0" wait_for 60 test -d "$SHARE/pvc-$UID0"
 check "Warning ProvisioningFailed on $PVC0 (PV create forbidden)" wait_for 30 has_event "$PVC0" ProvisioningFailed
 log "  event: $(event_note "$PVC0" ProvisioningFailed | cut -c1-200)"
-check "no PV exists yet" test -z "$(kubectl get pv -o name)"
+check "no PV exists yet" empty get pv -o name
 kill_pid "$P0"
 log "p0 killed with SIGKILL"
 
@@ -247,9 +244,8 @@ kubectl -n "$NS" delete pod -l app=$STS --grace-period=0 --force --ignore-not-fo
 check "claims deleted" kubectl -n "$NS" delete pvc "$PVC0" "$PVC1" intree compat kept bad --wait=false
 kill_pid "$LP"
 log "leader $LEADER killed with SIGKILL right after the claims were deleted"
-pv_gone() { ! kubectl get pv "$1" >/dev/null 2>&1; }
 for pv in "pvc-$UID0" "pvc-$UID1" "$PV_INTREE" "$PV_COMPAT"; do
-  check "PV $pv deleted" wait_for 90 pv_gone "$pv"
+  check "PV $pv deleted" wait_for 90 absent pv "$pv"
 done
 check "directories pvc-$UID0, pvc-$UID1, $PV_INTREE removed" wait_for 30 eval \
   'test ! -e "$SHARE/pvc-$UID0" -a ! -e "$SHARE/pvc-$UID1" -a ! -e "$SHARE/$PV_INTREE"'
@@ -263,5 +259,5 @@ listing "after deletion" "$SHARE"
 
 # --- 5. a graceful stop hands the Lease back
 check "SIGTERM stops $FOLLOWER" stop_pid "$FP"
-check "the Lease is released" test -z "$(kubectl -n "$SYS" get lease "$LEASE" -o jsonpath='{.spec.holderIdentity}')"
+check "the Lease is released" empty -n "$SYS" get lease "$LEASE" -o jsonpath='{.spec.holderIdentity}'
 log "scenario B done in $(since "$T0")"

@@ -35,7 +35,9 @@ PASS/FAIL line:
   * self-tests proving a misspelled field, a chart/plain drift and a broken
     policy are each caught.
 
-Ends with `manifests: N passed, M failed`; exits 1 if anything failed.
+Prints the result lines of tests/e2e/lib.sh and ends with `manifests: N passed, N failed`; exits 1
+if anything failed. A check that needs a missing tool (kustomize, the built driver) is a SKIP, and a
+FAIL under CI=true.
 """
 
 from __future__ import annotations
@@ -104,27 +106,42 @@ PROVISIONER_SC_PARAMS = {"server", "share", "subdir", "pathpattern", "ondelete",
 
 
 class Report:
+    """Result lines in the format of tests/e2e/lib.sh: `PASS <name> (<note>)`, `FAIL <name>: <why>`
+    (problems listed under it), `SKIP <name>: <why>`."""
+
     def __init__(self) -> None:
         self.passed = 0
         self.failed = 0
+        self.skipped = 0
 
     def section(self, title: str) -> None:
         print(f"\n== {title}", flush=True)
 
     def ok(self, name: str, detail: str = "") -> None:
         self.passed += 1
-        print(f"PASS {name}" + (f": {detail}" if detail else ""), flush=True)
+        print(f"PASS {name}" + (f" ({detail})" if detail else ""), flush=True)
 
     def fail(self, name: str, problems: Iterable[str] | str) -> None:
         self.failed += 1
         if isinstance(problems, str):
             problems = [problems]
         problems = list(problems)
-        print(f"FAIL {name}", flush=True)
+        if len(problems) == 1:
+            print(f"FAIL {name}: {problems[0]}", flush=True)
+            return
+        print(f"FAIL {name}: {len(problems)} problems", flush=True)
         for p in problems[:40]:
             print(f"     - {p}", flush=True)
         if len(problems) > 40:
             print(f"     - ... and {len(problems) - 40} more", flush=True)
+
+    def missing_tool(self, name: str, why: str) -> None:
+        """A check that cannot run for want of a tool: SKIP, and under CI=true a FAIL."""
+        if os.environ.get("CI") == "true":
+            self.fail(name, f"{why} (CI=true: a missing tool is a failure)")
+        else:
+            self.skipped += 1
+            print(f"SKIP {name}: {why}", flush=True)
 
     def check(self, name: str, problems: list[str], detail: str = "") -> bool:
         if problems:
@@ -1114,7 +1131,8 @@ def main() -> int:
                   namespace_rules(prov))
         tested = tested_provisioner_rbac(root)
         if tested is None:
-            print("SKIP tested RBAC vs tests/e2e/k8s/scenario-b.sh (rbac() not found in the expected shape)")
+            rep.fail("tested RBAC vs tests/e2e/k8s/scenario-b.sh",
+                     "rbac() not found there in the expected shape: update tested_provisioner_rbac()")
         else:
             cl, le = tested
             d = [f"ClusterRole rules: {t} only in scenario-b.sh" for t in sorted(cl - expand(PROVISIONER_CLUSTER_RULES))]
@@ -1156,7 +1174,7 @@ def main() -> int:
                           compare_sets(built, plain, "kustomize build", "deploy/*.yaml"),
                           f"{len(built)} objects")
         else:
-            print("SKIP kustomize build (no kustomize or kubectl available)")
+            rep.missing_tool("kustomize build of deploy/", "no kustomize or kubectl available")
         kfile = prov_dir / "kustomization.yaml"
         try:
             kust = load_file(kfile)[0]
@@ -1208,7 +1226,8 @@ def main() -> int:
                         problems.append("the overlay's NFS_SERVER patch did not apply")
                     rep.check(name, problems, f"{len(built)} objects")
         else:
-            print("SKIP kustomize build of deploy/provisioner/ and of deploy/README.md's overlays")
+            rep.missing_tool("kustomize build of deploy/provisioner/ and of deploy/README.md's overlays",
+                             "no kustomize or kubectl available")
 
     # ---- 6. Helm chart
     with guard(rep, 'Helm chart'):
@@ -1373,7 +1392,7 @@ def main() -> int:
         rep.section("driver command line (flags in the manifests vs the built binary)")
         binary = find_driver_binary(root)
         if binary is None:
-            print("SKIP no built nfs-subdir-csi binary (cargo build, or set NFS_SUBDIR_CSI_BIN)")
+            rep.missing_tool("driver command line", "no built nfs-subdir-csi binary (cargo build, or set NFS_SUBDIR_CSI_BIN)")
         else:
             shown = binary.relative_to(root) if binary.is_relative_to(root) else binary
             objs = (plain + prov + overlay_objs + (rendered or []) + (custom_objs or [])
@@ -1453,6 +1472,8 @@ def main() -> int:
         rep.fail("provisioner policy self-tests", f"crashed: {type(e).__name__}: {e}")
 
     print()
+    if rep.skipped:
+        print(f"manifests: {rep.skipped} skipped")
     print(f"manifests: {rep.passed} passed, {rep.failed} failed")
     return 0 if rep.failed == 0 else 1
 
@@ -1609,6 +1630,6 @@ if __name__ == "__main__":
     except Exception as e:  # noqa: BLE001
         import traceback
         traceback.print_exc()
-        print(f"check_manifests.py crashed: {type(e).__name__}: {e}")
+        print(f"FAIL check_manifests.py: crashed: {type(e).__name__}: {e}")
         print("manifests: 0 passed, 1 failed")
         sys.exit(1)

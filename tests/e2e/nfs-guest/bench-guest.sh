@@ -10,6 +10,7 @@
 #   tests/e2e/nfs-guest/boot.sh tests/e2e/nfs-guest/bench-guest.sh
 # Environment (forwarded through NFS_GUEST_ENV): NSC_DRIVER, NSC_BENCH_BIN, NSC_BENCH_N,
 # NSC_BENCH_CONCURRENT_N. The numbers go to the console and to $RESULTS/bench.txt.
+# No `set -e`: every check is counted and the script goes on to the next one.
 set -uo pipefail
 # shellcheck source-path=SCRIPTDIR source=guest-helpers.sh
 . "${NFS_GUEST_DIR:-$(dirname "$0")}/guest-helpers.sh"

@@ -8,8 +8,8 @@
 # Ends with "nfs-guest: N passed, N failed" (tests/e2e/lib.sh); exit status 0 only if nothing failed.
 #
 # Usage (as root):  bash tests/e2e/nfs-guest/run.sh
-# Knobs: CSI_SANITY (binary; default $(go env GOPATH)/bin/csi-sanity, installed at
-#        CSI_SANITY_VERSION if missing), NSC_SANITY_VERSIONS ("4.1 3"), NSC_SKIP_SANITY=1,
+# Knobs: CSI_SANITY (binary; default: the one ../csi-sanity/install.sh pins and builds),
+#        NSC_SANITY_VERSIONS ("4.1 3"), NSC_SKIP_SANITY=1,
 #        NSC_SKIP_SCENARIOS=1, NSC_GUEST_ONLY (comma list of scenarios: story, default-version,
 #        working-estale, node-stale-target, server-down, server-restart),
 #        and boot.sh's knobs (NFS_GUEST_TIMEOUT, NFS_GUEST_WORK, NFS_GUEST_QUIET, ...).
@@ -40,23 +40,15 @@ for line in sys.stdin:
   [[ -x $NSC_GUEST_TEST ]] || { say "cannot find the nfs-guest test binary"; exit 2; }
 fi
 
-# ---- csi-sanity at the pinned version (CI may have installed it already)
-CSI_SANITY_VERSION=${CSI_SANITY_VERSION:-v5.6.0}
+# ---- csi-sanity at the version ../csi-sanity/install.sh pins (CSI_SANITY: another binary)
 if [[ ${NSC_SKIP_SANITY:-} == 1 ]]; then
   CSI_SANITY=
 else
-  if [[ -z ${CSI_SANITY:-} ]]; then
-    CSI_SANITY=$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin/csi-sanity
-  fi
-  # shellcheck disable=SC2015  # "|| true": a binary without build info is fine
-  have=$([[ -x $CSI_SANITY ]] && go version -m "$CSI_SANITY" 2>/dev/null |
-    awk '$1 == "mod" && $2 ~ /csi-test/ { print $3 }' || true)
-  if [[ ! -x $CSI_SANITY || ( -n $have && $have != "$CSI_SANITY_VERSION" ) ]]; then
-    say "installing csi-sanity $CSI_SANITY_VERSION (have: ${have:-none})"
-    GOFLAGS=-mod=mod go install "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_SANITY_VERSION"
-    CSI_SANITY=$(go env GOPATH)/bin/csi-sanity
-  fi
-  say "csi-sanity: $CSI_SANITY (${have:-$CSI_SANITY_VERSION})"
+  CSI_SANITY=${CSI_SANITY:-$(bash "$HERE/../csi-sanity/install.sh" | tail -n1)}
+  [[ -x $CSI_SANITY ]] || { say "no csi-sanity binary at '$CSI_SANITY'"; exit 2; }
+  say "csi-sanity: $CSI_SANITY"
+  # the guest hides /tmp, /run and /var/tmp behind its own tmpfs: keep the binary's directory
+  export NFS_GUEST_KEEP="${NFS_GUEST_KEEP:-} $(dirname "$CSI_SANITY")"
 fi
 
 # ---- one guest boot

@@ -7,6 +7,7 @@
 #       NFS_PORT=12049 NFS_MOUNT_PORT=12048 tests/e2e/nfs-guest/boot.sh   (non-default ports)
 # nfs-guest: host-phases
 # shellcheck disable=SC2015  # "cond && pass || fail" is fine: pass only echoes
+# No `set -e`: every check is counted and the script goes on to the next one.
 set -uo pipefail
 . "${NFS_GUEST_DIR:-$(dirname "$0")}/guest-helpers.sh"
 

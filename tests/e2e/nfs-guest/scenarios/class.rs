@@ -2,25 +2,15 @@
 //! CreateVolume and kubelet's NodePublishVolume, and kubelet-style pod targets.
 
 use crate::Env;
-use nfs_subdir_csi::csi::pb::{
-    self,
-    volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode},
-};
+use nfs_subdir_csi::csi::client::mount_capability;
+use nfs_subdir_csi::csi::pb::{self, volume_capability::access_mode::Mode};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub const MI: i64 = 1 << 20;
 
 fn capability(flags: &[String]) -> pb::VolumeCapability {
-    pb::VolumeCapability {
-        access_mode: Some(AccessMode {
-            mode: Mode::MultiNodeMultiWriter as i32,
-        }),
-        access_type: Some(AccessType::Mount(MountVolume {
-            mount_flags: flags.to_vec(),
-            ..Default::default()
-        })),
-    }
+    mount_capability(Mode::MultiNodeMultiWriter, flags)
 }
 
 /// "a,b,c" (leading comma allowed) as mount flags.

@@ -1,11 +1,12 @@
 //! The driver's gRPC services as the scenarios call them: every call carries a deadline, and what
 //! comes back is a `Timed` answer (result code and how long it took).
 
+use nfs_subdir_csi::csi::client;
 use nfs_subdir_csi::csi::pb::{self, controller_client::ControllerClient, node_client::NodeClient};
 use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 /// The deadline of an ordinary call.
@@ -20,21 +21,13 @@ pub struct Csi {
 }
 
 pub async fn connect(socket: &Path) -> Csi {
-    let endpoint = Endpoint::try_from(format!("unix://{}", socket.display())).expect("endpoint");
-    let started = Instant::now();
-    loop {
-        match endpoint.connect().await {
-            Ok(ch) => {
-                return Csi {
-                    controller: ControllerClient::new(ch.clone()),
-                    node: NodeClient::new(ch),
-                };
-            }
-            Err(e) if started.elapsed() > Duration::from_secs(20) => {
-                panic!("cannot connect to {}: {e}", socket.display())
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
+    let endpoint = format!("unix://{}", socket.display());
+    let ch = client::connect(&endpoint, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Csi {
+        controller: ControllerClient::new(ch.clone()),
+        node: NodeClient::new(ch),
     }
 }
 

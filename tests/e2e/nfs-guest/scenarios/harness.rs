@@ -51,3 +51,6 @@ pub fn count_in_log(env: &Env, needle: &str) -> usize {
 
 /// The driver has dropped (and will remake) a working mount: logged once per stale mount.
 pub const DROPPED_WORKING_MOUNT: &str = "dropping working mount";
+
+/// NodeUnpublish fell back to a lazy detach (src/node.rs): logged once per such target.
+pub const LAZY_UNMOUNT: &str = "unmount failed; detaching lazily";

@@ -3,73 +3,41 @@
 //! for changing things behind the driver's back.
 
 use crate::Env;
+use nfs_subdir_csi::mount::mountinfo::{self, Mount};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// One line of /proc/self/mountinfo.
-struct Line {
-    point: PathBuf,
-    /// Per-mount options ("rw,relatime" or "ro,…").
-    mount_opts: String,
-    fstype: String,
-    source: String,
-    super_opts: String,
-}
-
-fn mountinfo() -> Vec<Line> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let left: Vec<&str> = left.split(' ').collect();
-            let right: Vec<&str> = right.split(' ').collect();
-            Some(Line {
-                point: PathBuf::from(left.get(4)?),
-                mount_opts: left.get(5)?.to_string(),
-                fstype: right.first()?.to_string(),
-                source: right.get(1)?.to_string(),
-                super_opts: right.get(2).unwrap_or(&"").to_string(),
-            })
-        })
-        .collect()
+/// This process's mount table.
+fn table() -> Vec<Mount> {
+    mountinfo::read().expect("read /proc/self/mountinfo")
 }
 
 /// The topmost mount at `path`: (fstype, source, super options).
 pub fn mounted_at(path: &Path) -> Option<(String, String, String)> {
-    mountinfo()
-        .into_iter()
-        .rev()
-        .find(|m| m.point == path)
-        .map(|m| (m.fstype, m.source, m.super_opts))
+    mountinfo::at(&table(), path)
+        .map(|m| (m.fstype.clone(), m.source.clone(), m.super_options.clone()))
 }
 
 /// How many mounts are stacked at `path`.
 pub fn mounts_at(path: &Path) -> usize {
-    mountinfo().iter().filter(|m| m.point == path).count()
+    table().iter().filter(|m| m.mount_point == path).count()
 }
 
 /// The topmost mount at `path` is read-only (per mount or for the whole superblock).
 pub fn read_only_at(path: &Path) -> bool {
-    mountinfo()
-        .iter()
-        .rev()
-        .find(|m| m.point == path)
-        .is_some_and(|m| {
-            [&m.mount_opts, &m.super_opts]
-                .iter()
-                .any(|o| o.split(',').any(|x| x == "ro"))
-        })
+    mountinfo::at(&table(), path).is_some_and(|m| m.read_only() || m.super_read_only())
 }
 
 /// A driver's working mounts (NFS mounts at `<dir>/<key>-<random>/root`): (mount point, fstype,
 /// super options).
 pub fn working_mounts(dir: &Path) -> Vec<(PathBuf, String, String)> {
-    mountinfo()
+    table()
         .into_iter()
         .filter(|m| {
-            m.point.parent().and_then(Path::parent) == Some(dir) && m.fstype.starts_with("nfs")
+            m.mount_point.parent().and_then(Path::parent) == Some(dir)
+                && m.fstype.starts_with("nfs")
         })
-        .map(|m| (m.point, m.fstype, m.super_opts))
+        .map(|m| (m.mount_point, m.fstype, m.super_options))
         .collect()
 }
 

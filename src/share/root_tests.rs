@@ -1,0 +1,251 @@
+//! ShareRoot on a temp dir, without the binary or gRPC in between: create (modes, records,
+//! idempotency, conflicts), look-ups and expansion, delete by each policy, the trash across a
+//! restart, removal of deep and read-only trees, and planted symlinks that must not be followed.
+
+use super::*;
+use std::os::unix::fs::{PermissionsExt, symlink};
+
+const GIB: u64 = 1 << 30;
+
+fn sub(s: &str) -> SubDir {
+    SubDir::parse(s).unwrap()
+}
+
+fn share() -> (tempfile::TempDir, ShareRoot) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = ShareRoot::open(dir.path()).unwrap();
+    (dir, root)
+}
+
+fn mode_of(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// Names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn create_makes_the_directory_and_its_record_once() {
+    let (dir, root) = share();
+    let v = sub("ns/pvc-a");
+    assert_eq!(
+        root.create_volume(&v, 0o777, 0o022, GIB, "id-a").unwrap(),
+        Created::New
+    );
+    // the mode is the one asked for, also the bits the umask would have cleared
+    assert_eq!(mode_of(&dir.path().join("ns/pvc-a")), 0o777);
+    let rec = root.record(&v).unwrap().unwrap();
+    assert_eq!((rec.capacity, rec.volume_id.as_str()), (GIB, "id-a"));
+
+    // a retry is Existing; another size or another id is AlreadyExists
+    assert_eq!(
+        root.create_volume(&v, 0o777, 0o022, GIB, "id-a").unwrap(),
+        Created::Existing
+    );
+    let other_size = root.create_volume(&v, 0o777, 0o022, 2 * GIB, "id-a");
+    assert!(
+        matches!(other_size, Err(Error::AlreadyExists(_))),
+        "{other_size:?}"
+    );
+    let other_id = root.create_volume(&v, 0o777, 0o022, GIB, "id-b");
+    assert!(
+        matches!(other_id, Err(Error::AlreadyExists(_))),
+        "{other_id:?}"
+    );
+    assert_eq!(root.record(&v).unwrap().unwrap().volume_id, "id-a");
+
+    // a restricted mode stays restricted
+    let w = sub("pvc-w");
+    root.create_volume(&w, 0o750, 0o022, 0, "id-w").unwrap();
+    assert_eq!(mode_of(&dir.path().join("pvc-w")), 0o750);
+}
+
+#[test]
+fn create_adopts_a_bare_directory_and_refuses_a_file() {
+    let (dir, root) = share();
+    std::fs::create_dir(dir.path().join("pvc-kept")).unwrap();
+    let kept = sub("pvc-kept");
+    assert_eq!(
+        root.create_volume(&kept, 0o777, 0, GIB, "id-kept").unwrap(),
+        Created::Existing
+    );
+    assert_eq!(root.record(&kept).unwrap().unwrap().volume_id, "id-kept");
+
+    std::fs::write(dir.path().join("pvc-file"), "x").unwrap();
+    let file = root.create_volume(&sub("pvc-file"), 0o777, 0, GIB, "id-f");
+    assert!(matches!(file, Err(Error::AlreadyExists(_))), "{file:?}");
+    assert_eq!(root.record(&sub("pvc-file")).unwrap(), None);
+}
+
+#[test]
+fn records_list_and_expansion_only_grows() {
+    let (_dir, root) = share();
+    assert!(root.records().unwrap().is_empty());
+    for (name, id) in [("pvc-1", "id-1"), ("ns/pvc-2", "id-2")] {
+        root.create_volume(&sub(name), 0o777, 0, GIB, id).unwrap();
+    }
+    let ids: Vec<String> = root
+        .records()
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r.volume_id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(
+        ids.contains(&"id-1".into()) && ids.contains(&"id-2".into()),
+        "{ids:?}"
+    );
+
+    let v = sub("pvc-1");
+    assert_eq!(root.expand(&v, 2 * GIB).unwrap(), 2 * GIB);
+    assert_eq!(root.expand(&v, GIB).unwrap(), 2 * GIB, "never shrinks");
+    assert_eq!(root.record(&v).unwrap().unwrap().capacity, 2 * GIB);
+    let missing = root.expand(&sub("pvc-none"), GIB);
+    assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
+}
+
+#[test]
+fn delete_applies_each_policy_and_forgets_the_record() {
+    let (dir, root) = share();
+    for name in ["pvc-del", "pvc-arch", "pvc-keep"] {
+        root.create_volume(&sub(name), 0o777, 0, GIB, name).unwrap();
+        std::fs::write(dir.path().join(name).join("data"), name).unwrap();
+    }
+    let entry = root
+        .delete_volume(&sub("pvc-del"), OnDelete::Delete, true)
+        .unwrap()
+        .expect("a trash entry");
+    assert!(!dir.path().join("pvc-del").exists());
+    let trash = dir.path().join(STATE_DIR).join("trash");
+    assert_eq!(names(&trash), vec![entry.name().to_owned()]);
+    assert_eq!(entry.purge().unwrap(), 2, "the directory and its file");
+    assert!(names(&trash).is_empty());
+
+    assert!(
+        root.delete_volume(&sub("pvc-arch"), OnDelete::Archive, true)
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("archived-pvc-arch/data")).unwrap(),
+        "pvc-arch"
+    );
+    assert!(
+        root.delete_volume(&sub("pvc-keep"), OnDelete::Retain, true)
+            .unwrap()
+            .is_none()
+    );
+    assert!(dir.path().join("pvc-keep/data").exists());
+    assert!(root.records().unwrap().is_empty(), "every record forgotten");
+
+    // already gone: fine, twice
+    for _ in 0..2 {
+        assert!(
+            root.delete_volume(&sub("pvc-del"), OnDelete::Delete, true)
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+#[test]
+fn an_unused_share_is_left_untouched_by_a_delete() {
+    let (dir, root) = share();
+    std::fs::create_dir(dir.path().join("pvc-x")).unwrap();
+    let r = root
+        .delete_volume(&sub("pvc-x"), OnDelete::Delete, false)
+        .unwrap();
+    assert!(r.is_none());
+    assert_eq!(
+        names(dir.path()),
+        vec!["pvc-x"],
+        "no state dir, nothing moved"
+    );
+}
+
+#[test]
+fn the_trash_survives_a_restart_and_deep_read_only_trees_go() {
+    let (dir, root) = share();
+    let v = sub("pvc-deep");
+    root.create_volume(&v, 0o777, 0, GIB, "deep").unwrap();
+    // 300 levels, every directory and file read-only
+    let mut p = dir.path().join("pvc-deep");
+    let mut made = Vec::new();
+    for i in 0..300 {
+        p = p.join(format!("d{i}"));
+        std::fs::create_dir(&p).unwrap();
+        std::fs::write(p.join("f"), "x").unwrap();
+        made.push(p.clone());
+    }
+    for d in made.iter().rev() {
+        std::fs::set_permissions(d.join("f"), std::fs::Permissions::from_mode(0o400)).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o500)).unwrap();
+    }
+    let entry = root.delete_volume(&v, OnDelete::Delete, true).unwrap();
+    drop(entry); // not purged: as if the process died here
+    drop(root);
+
+    let again = ShareRoot::open(dir.path()).unwrap();
+    let pending = again.pending_trash().unwrap();
+    assert_eq!(pending.len(), 1);
+    let removed: u64 = pending.into_iter().map(|e| e.purge().unwrap()).sum();
+    assert_eq!(removed, 1 + 300 * 2);
+    assert!(again.pending_trash().unwrap().is_empty());
+}
+
+#[test]
+fn planted_symlinks_are_never_followed() {
+    let (dir, root) = share();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("precious"), "keep").unwrap();
+
+    // a volume directory swapped for a symlink: refused, not opened, not deleted through
+    root.create_volume(&sub("pvc-s"), 0o777, 0, GIB, "s")
+        .unwrap();
+    std::fs::remove_dir(dir.path().join("pvc-s")).unwrap();
+    symlink(outside.path(), dir.path().join("pvc-s")).unwrap();
+    let exists = root.volume_exists(&sub("pvc-s"));
+    assert!(
+        matches!(exists, Err(Error::FailedPrecondition(_))),
+        "{exists:?}"
+    );
+    let opened = root.open_volume(&sub("pvc-s"));
+    assert!(
+        matches!(opened, Err(Error::FailedPrecondition(_))),
+        "{opened:?}"
+    );
+    if let Some(entry) = root
+        .delete_volume(&sub("pvc-s"), OnDelete::Delete, true)
+        .unwrap()
+    {
+        entry.purge().unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("precious")).unwrap(),
+        "keep"
+    );
+
+    // a parent that is a symlink: nothing is made through it
+    symlink(outside.path(), dir.path().join("ns")).unwrap();
+    let through = root.create_volume(&sub("ns/pvc-t"), 0o777, 0, GIB, "t");
+    assert!(through.is_err(), "{through:?}");
+    assert_eq!(names(outside.path()), vec!["precious"]);
+
+    // a symlink inside a trashed tree is removed, not followed
+    root.create_volume(&sub("pvc-l"), 0o777, 0, GIB, "l")
+        .unwrap();
+    symlink(outside.path(), dir.path().join("pvc-l/link")).unwrap();
+    let entry = root
+        .delete_volume(&sub("pvc-l"), OnDelete::Delete, true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.purge().unwrap(), 2);
+    assert_eq!(names(outside.path()), vec!["precious"]);
+}
