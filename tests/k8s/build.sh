@@ -17,7 +17,8 @@
 #   PROVISIONER_VERSION  (default v6.4.0)
 #   NSC_CACHE            cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/nfs-subdir-csi)
 #   NSC_GO_P             go build -p (default 2; the machine has 2 cores shared with cargo)
-#   NSC_K8S_BINS         space-separated subset to build (default: all five)
+#   NSC_K8S_BINS         space-separated subset to build (default: the five above; tests/cluster
+#                        adds kube-scheduler, kubelet and kube-proxy, from the same scratch module)
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.37.2}
@@ -60,7 +61,7 @@ todo_k8s=() todo_prov=0
 for b in $WANT; do
   if is_fresh "$b"; then log "$b: cached ($(cat "$BIN/.$b.stamp"))"; continue; fi
   case "$b" in
-    etcd|kube-apiserver|kube-controller-manager|kubectl|kube-scheduler) todo_k8s+=("$b") ;;
+    etcd|kube-apiserver|kube-controller-manager|kubectl|kube-scheduler|kubelet|kube-proxy) todo_k8s+=("$b") ;;
     csi-provisioner) todo_prov=1 ;;
     *) die "unknown binary $b" ;;
   esac
@@ -98,6 +99,8 @@ if [ ${#todo_k8s[@]} -gt 0 ]; then
     echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
     echo "	k8s.io/kubernetes/cmd/kube-scheduler"
     echo "	k8s.io/kubernetes/cmd/kubectl"
+    echo "	k8s.io/kubernetes/cmd/kubelet"
+    echo "	k8s.io/kubernetes/cmd/kube-proxy"
     echo ")"
   } >"$MOD/go.mod.new"
   if ! cmp -s "$MOD/go.mod.new" "$MOD/go.mod.gen" 2>/dev/null; then
