@@ -93,5 +93,6 @@ first_pod
 timing first-pod $((SECONDS - t))
 
 # ---- deploy/ as users apply it, then the seed's story
+STORY=${NSC_CLUSTER_STORY:-full}
 . "$HERE/story.sh"
 run_story
