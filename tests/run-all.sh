@@ -29,6 +29,7 @@ stage example       cargo run --locked --example lifecycle
 stage manifests     bash tests/manifests/validate.sh
 stage nfs-guest     bash tests/nfs-guest/csi-suite.sh
 stage kubernetes    bash tests/k8s/all.sh
+stage cluster       bash tests/cluster/run.sh
 
 echo; echo "=== summary"
 pass=0; fail=0
