@@ -1,7 +1,7 @@
-//! Benchmark client for tests/nfs-guest/bench-guest.sh: the driver's CreateVolume + DeleteVolume
+//! Benchmark client for tests/e2e/nfs-guest/bench-guest.sh: the driver's CreateVolume + DeleteVolume
 //! against the minimal filesystem work for the same result on a kernel NFS mount of the same export.
 //!
-//! Not a test and not run by CI. Built by `bash tests/nfs-guest/bench.sh` with
+//! Not a test and not run by CI. Built by `bash tests/e2e/nfs-guest/bench.sh` with
 //! `cargo build --release --example nfs_bench` and run inside the QEMU guest against ganesha.
 //! Environment (all set by bench-guest.sh):
 //!   NSC_BENCH_SOCKET   the driver's Unix socket path

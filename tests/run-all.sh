@@ -3,6 +3,8 @@
 # Needs root (real mounts, network namespaces, ganesha). Installs what it needs: Debian packages
 # through the stages' own scripts, csi-sanity and the Kubernetes binaries from the Go module proxy.
 # Each stage prints its own output; the end is a summary with one line per stage and a total.
+# The end-to-end stages are tests/e2e/<suite>/run.sh (map: tests/README.md); each prints PASS/FAIL
+# lines and "<suite>: N passed, N failed" (tests/e2e/lib.sh).
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -24,12 +26,12 @@ stage format        cargo fmt --check
 stage clippy        cargo clippy --all-targets --locked -- -D warnings
 stage build         cargo build --locked --all-targets
 stage cargo-test    cargo test --locked -- --test-threads=2
-stage csi-sanity    bash tests/csi-sanity/local.sh target/debug/nfs-subdir-csi
+stage csi-sanity    bash tests/e2e/csi-sanity/run.sh target/debug/nfs-subdir-csi
 stage example       cargo run --locked --example lifecycle
-stage manifests     bash tests/manifests/validate.sh
-stage nfs-guest     bash tests/nfs-guest/csi-suite.sh
-stage kubernetes    bash tests/k8s/all.sh
-stage cluster       bash tests/cluster/run.sh
+stage manifests     bash tests/e2e/manifests/run.sh
+stage nfs-guest     bash tests/e2e/nfs-guest/run.sh
+stage kubernetes    bash tests/e2e/k8s/run.sh
+stage cluster       bash tests/e2e/cluster/run.sh
 
 echo; echo "=== summary"
 pass=0; fail=0

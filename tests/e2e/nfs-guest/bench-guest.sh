@@ -1,0 +1,47 @@
+#!/bin/bash
+# tests/e2e/nfs-guest/bench-guest.sh — benchmark (not CI) inside the QEMU guest against ganesha:
+#   (a) CreateVolume + DeleteVolume through the driver (gRPC over its Unix socket; server=10.0.2.2,
+#       share=/export, mountOptions nfsvers=4.1), N sequential pairs, median per pair;
+#   (b) mkdir(dir, 0777) + rename(dir, trash/dir) directly on a kernel NFS mount of the same export
+#       with the same options, interleaved with (a), median per pair;
+#   (c) (a)/(b) (DESIGN target <= 1.3x) and 64 concurrent CreateVolume throughput vs sequential
+#       (target >= 8x).
+# Started by tests/e2e/nfs-guest/bench.sh, which builds the release driver and examples/nfs_bench.rs:
+#   tests/e2e/nfs-guest/boot.sh tests/e2e/nfs-guest/bench-guest.sh
+# Environment (forwarded through NFS_GUEST_ENV): NSC_DRIVER, NSC_BENCH_BIN, NSC_BENCH_N,
+# NSC_BENCH_CONCURRENT_N. The numbers go to the console and to $RESULTS/bench.txt.
+set -uo pipefail
+# shellcheck source-path=SCRIPTDIR source=guest-helpers.sh
+. "${NFS_GUEST_DIR:-$(dirname "$0")}/guest-helpers.sh"
+
+W=/tmp/nsc-bench
+mkdir -p "$W/mnt"
+SOCK=$W/csi.sock
+port=
+[[ $NFS_PORT != 2049 ]] && port=",port=$NFS_PORT"
+echo "bench: kernel $(uname -r), $(nproc) cpus, server $NFS_SERVER:$NFS_SHARE (nfs port $NFS_PORT)"
+
+# (b)'s mount: the same export, the options the driver derives from nfsvers=4.1 (vers, addr, port)
+if ! timeout 60 busybox mount -t nfs -o "$(nfs_opts 4.1)" "$NFS_SERVER:$NFS_SHARE" "$W/mnt"; then
+  fail "bench-mount"
+  exit 1
+fi
+echo "bench: (b) mount: $(awk -v d="$W/mnt" '$2 == d { print $1, $4 }' /proc/mounts)"
+
+RUST_LOG=warn "$NSC_DRIVER" serve --endpoint "unix://$SOCK" --working-mount-dir "$W/work" \
+  --nodeid nfs-guest --roles controller </dev/null >>"$RESULTS/driver.log" 2>&1 &
+DRIVER_PID=$!
+for _ in $(seq 200); do [[ -S $SOCK ]] && break; sleep 0.05; done
+[[ -S $SOCK ]] || { fail "bench-driver-start"; tail -20 "$RESULTS/driver.log"; exit 1; }
+
+NSC_BENCH_SOCKET=$SOCK NSC_BENCH_MOUNT=$W/mnt NSC_BENCH_WORKDIR=$W/work \
+  NSC_BENCH_SERVER=$NFS_SERVER NSC_BENCH_SHARE=$NFS_SHARE \
+  NSC_BENCH_MOUNT_OPTIONS="nfsvers=4.1$port" \
+  timeout "$((NFS_GUEST_SUITE_TIMEOUT - 30))" "$NSC_BENCH_BIN" 2>&1 | tee "$RESULTS/bench.txt"
+rc=${PIPESTATUS[0]}
+echo "bench: driver's working mount: $(awk -v d="$W/work" 'index($2, d) == 1 { print $1, $4 }' /proc/mounts)"
+if ((rc == 0)); then pass "bench-ran"; else fail "bench-ran" "exit $rc"; fi
+kill -TERM "$DRIVER_PID" 2>/dev/null
+for _ in $(seq 50); do kill -0 "$DRIVER_PID" 2>/dev/null || break; sleep 0.1; done
+umount "$W/mnt" 2>/dev/null
+exit 0

@@ -1,0 +1,192 @@
+#!/bin/bash
+# tests/e2e/nfs-guest/csi-suite-guest.sh — the driver against real kernel NFS mounts, in ONE guest boot:
+#   1. csi-sanity against `nfs-subdir-csi serve` with server=10.0.2.2 share=/export, NFSv4.1 and NFSv3
+#      (the version picked by the `mountOptions` StorageClass parameter);
+#   2. the guest scenarios of tests/e2e/nfs-guest/scenarios/main.rs and its modules over gRPC (StatefulSet story,
+#      default NFS version, stale handles on the controller's working mount and on a node target,
+#      server down and back, ganesha restart), against the same driver process, plus a
+#      controller-only second driver that deletes a volume knowing nothing but its id;
+#   3. host check: the directories of deleted volumes are gone from the export, the trash is empty.
+# Normally started by tests/e2e/nfs-guest/run.sh, which builds the binaries and calls
+#   tests/e2e/nfs-guest/boot.sh tests/e2e/nfs-guest/csi-suite-guest.sh
+# Environment (forwarded by csi-suite.sh through NFS_GUEST_ENV):
+#   NSC_DRIVER      the driver binary (target/debug/nfs-subdir-csi)
+#   NSC_GUEST_TEST  the compiled test binary of tests/e2e/nfs-guest/scenarios/main.rs (empty: part 2 is skipped);
+#                   its one test is #[ignore]d, so it runs here with --ignored and NSC_GUEST_SUITE=1
+#   CSI_SANITY      csi-sanity binary (empty: part 1 is skipped)
+#   NSC_SANITY_VERSIONS  NFS versions for csi-sanity (default "4.1 3")
+# nfs-guest: host-phases
+set -uo pipefail
+# shellcheck source-path=SCRIPTDIR source=guest-helpers.sh
+. "${NFS_GUEST_DIR:-$(dirname "$0")}/guest-helpers.sh"
+
+case ${NFS_GUEST_PHASE:-guest} in
+  host-prepare)
+    exit 0 ;;
+  host-check)
+    # Volumes the guest deleted (one name per line, written by main.rs): gone from the export itself.
+    list=$RESULTS/deleted-volumes.txt
+    if [[ ! -s $list ]]; then
+      fail "host-deleted-volumes-listed" "$list is missing: the guest scenarios did not get that far"
+    else
+      n=0 left=()
+      while read -r name; do
+        [[ -n $name ]] || continue
+        n=$((n + 1))
+        [[ -e $EXPORT_DIR/$name ]] && left+=("$name")
+      done <"$list"
+      if ((${#left[@]} == 0)); then pass "host-deleted-volume-dirs-gone" "$n checked on $EXPORT_DIR"
+      else fail "host-deleted-volume-dirs-gone" "still there: ${left[*]}"; fi
+    fi
+    # Deleted directories go to the trash first and are removed in the background: all done by now.
+    trash=$EXPORT_DIR/.nfs-subdir-csi/trash
+    if [[ -d $trash ]]; then
+      n=$(find "$trash" -mindepth 1 -maxdepth 1 | wc -l)
+      if ((n == 0)); then pass "host-trash-empty"; else fail "host-trash-empty" "$n entries left in $trash"; fi
+    fi
+    exit 0 ;;
+esac
+
+W=/tmp/nsc
+mkdir -p "$W"
+SOCK=$W/csi.sock
+DRIVER_LOG=$RESULTS/driver.log
+echo "csi-suite: kernel $(uname -r), $(nproc) cpus, server $NFS_SERVER:$NFS_SHARE (nfs port $NFS_PORT)"
+
+# Port options the versions need when ganesha is not on 2049 (v3 asks rpcbind; v4 assumes 2049).
+port_opts() {  # VERS
+  [[ $NFS_PORT == 2049 ]] && return 0
+  if [[ $1 == 3 ]]; then echo ",port=$NFS_PORT,mountport=$NFS_MOUNT_PORT"; else echo ",port=$NFS_PORT"; fi
+}
+
+start_driver() {  # SOCKET WORKDIR LOG [EXTRA FLAGS...]: start a driver, wait for its socket
+  local sock=$1 work=$2 log=$3
+  shift 3
+  RUST_LOG=${RUST_LOG:-info,nfs_subdir_csi=debug} "$NSC_DRIVER" serve --endpoint "unix://$sock" \
+    --working-mount-dir "$work" --nodeid nfs-guest "$@" </dev/null >>"$log" 2>&1 &
+  local pid=$! t
+  t=$(ms)
+  for _ in $(seq 200); do [[ -S $sock ]] && break; sleep 0.05; done
+  if [[ -S $sock ]]; then echo "csi-suite: driver pid $pid on $sock after $(($(ms) - t)) ms" >&2; echo "$pid"
+  else echo "csi-suite: driver did not create $sock; log:" >&2; tail -20 "$log" >&2; return 1; fi
+}
+
+if ! DRIVER_PID=$(start_driver "$SOCK" "$W/work" "$DRIVER_LOG"); then
+  fail "driver-start"
+  exit 1
+fi
+pass "driver-start"
+
+# ---- 1. csi-sanity, once per NFS version, against the same driver process
+sanity_report() {  # JUNIT LABEL: counts and every skipped/failed spec; PASS/FAIL line for the run
+  python3 - "$1" "$2" <<'PY'
+import re, sys, xml.etree.ElementTree as ET
+path, label = sys.argv[1], sys.argv[2]
+passed = failed = skipped = 0
+lines = []
+for tc in ET.parse(path).getroot().iter("testcase"):
+    name = re.sub(r"^\[It\] ", "", tc.get("name", ""))
+    if name.startswith(("[BeforeSuite]", "[AfterSuite]", "[SynchronizedBeforeSuite]")):
+        if tc.find("failure") is not None or tc.find("error") is not None:
+            failed += 1
+            lines.append(f"  FAILED  {name}")
+        continue
+    if tc.find("failure") is not None or tc.find("error") is not None or tc.get("status") == "failed":
+        failed += 1
+        f = tc.find("failure") if tc.find("failure") is not None else tc.find("error")
+        msg = (f.get("message", "") if f is not None else "").replace("\n", " ")[:300]
+        lines.append(f"  FAILED  {name} -- {msg}")
+    elif tc.find("skipped") is not None or tc.get("status") in ("skipped", "pending"):
+        skipped += 1
+        s = tc.find("skipped")
+        lines.append(f"  skipped {name} -- {s.get('message', '') if s is not None else tc.get('status')}")
+    else:
+        passed += 1
+# The skip list is the same for every NFS version: print it in full once.
+text = "\n".join(sorted(lines))
+seen = f"{path.rsplit('/', 1)[0]}/sanity-skips.txt"
+try:
+    same = open(seen).read() == text
+except OSError:
+    same = False
+    open(seen, "w").write(text)
+if same:
+    print(f"csi-sanity {label}: the same {skipped} specs skipped as in the first run (capabilities not offered)")
+else:
+    print(f"csi-sanity {label}: specs skipped or failed:")
+    print(text or "  (none)")
+counts = f"{passed} passed, {skipped} skipped, {failed} failed"
+print(f"csi-sanity {label}: {counts}")
+ok = failed == 0 and passed > 0
+print(f"PASS csi-sanity-nfs{label} ({counts})" if ok else f"FAIL csi-sanity-nfs{label}: {counts}")
+PY
+}
+
+run_sanity() {  # VERS
+  local v=$1 d=/tmp/sanity-v$1 rc t
+  mkdir -p "$d"
+  {
+    echo "server: \"$NFS_SERVER\""
+    echo "share: \"$NFS_SHARE\""
+    echo "mountOptions: \"nfsvers=$v$(port_opts "$v")\""
+  } >"$d/params.yaml"
+  echo "csi-suite: csi-sanity NFSv$v: $(tr '\n' ' ' <"$d/params.yaml")"
+  t=$(ms)
+  timeout 200 "$CSI_SANITY" --csi.endpoint "$SOCK" --csi.mountdir "$d/mnt" --csi.stagingdir "$d/stage" \
+    --csi.testvolumeparameters "$d/params.yaml" \
+    --csi.testvolumesize 1073741824 --csi.testvolumeexpandsize 2147483648 \
+    --ginkgo.junit-report "$RESULTS/sanity-v$v.xml" --ginkgo.no-color \
+    >"$RESULTS/sanity-v$v.log" 2>&1
+  rc=$?
+  echo "csi-suite: csi-sanity NFSv$v exited $rc after $(($(ms) - t)) ms (log: sanity-v$v.log)"
+  grep -E '^(Ran |SUCCESS|FAIL!)' "$RESULTS/sanity-v$v.log" | sed 's/^/  /'
+  if [[ -s $RESULTS/sanity-v$v.xml ]]; then
+    sanity_report "$RESULTS/sanity-v$v.xml" "v$v"
+  else
+    fail "csi-sanity-nfsv$v" "no junit report; exit $rc"
+    tail -30 "$RESULTS/sanity-v$v.log"
+  fi
+  ((rc == 0)) || echo "csi-suite: csi-sanity NFSv$v exit status $rc"
+}
+
+if [[ -n ${CSI_SANITY:-} ]]; then
+  for v in ${NSC_SANITY_VERSIONS:-4.1 3}; do run_sanity "$v"; done
+  # csi-sanity must leave no mounts behind
+  leftover=$(awk '$2 ~ "^/tmp/sanity-" { print $2 }' /proc/mounts)
+  if [[ -z $leftover ]]; then pass "csi-sanity-no-leftover-mounts"; else fail "csi-sanity-no-leftover-mounts" "$leftover"; fi
+else
+  echo "csi-suite: CSI_SANITY not set: csi-sanity skipped"
+fi
+
+# ---- 2. scenarios over gRPC (tests/e2e/nfs-guest/scenarios/main.rs)
+if [[ -n ${NSC_GUEST_TEST:-} ]]; then
+  SOCK2=$W/csi2.sock
+  if DRIVER2_PID=$(start_driver "$SOCK2" "$W/work2" "$RESULTS/driver2.log" --roles controller); then
+    t=$(ms)
+    # The test is #[ignore]d (a plain `cargo test` cannot run it): --ignored runs it here; without
+    # NSC_GUEST_SUITE=1 it fails at once.
+    NSC_GUEST_SUITE=1 NSC_SOCKET=$SOCK NSC_SOCKET2=$SOCK2 NSC_DRIVER_LOG=$DRIVER_LOG NSC_DRIVER_PID=$DRIVER_PID \
+      NSC_PORT_OPTS_4="$(port_opts 4.1)" NSC_PORT_OPTS_3="$(port_opts 3)" \
+      timeout 240 "$NSC_GUEST_TEST" --ignored --exact nfs_guest_scenarios --nocapture --test-threads=1 2>&1 |
+      tee "$RESULTS/scenarios.log"
+    rc=${PIPESTATUS[0]}
+    echo "csi-suite: scenarios exited $rc after $(($(ms) - t)) ms"
+    ((rc == 0)) || grep -q '^FAIL ' "$RESULTS/guest.log" || fail "scenarios-exit-status" "$rc"
+    # exit 0 without the test having run (filtered out, not --ignored) must not pass quietly
+    grep -q '^nfs-guest-scenarios: .* passed, .* failed' "$RESULTS/scenarios.log" ||
+      fail "scenarios-ran" "the test binary reported no scenario summary; see scenarios.log"
+    kill "$DRIVER2_PID" 2>/dev/null
+  else
+    fail "driver2-start"
+  fi
+else
+  echo "csi-suite: NSC_GUEST_TEST not set: scenarios skipped"
+fi
+
+# ---- the driver is still the one started first, and stops cleanly
+if kill -0 "$DRIVER_PID" 2>/dev/null; then pass "driver-survived-suite"; else fail "driver-survived-suite" "it exited"; fi
+kill -TERM "$DRIVER_PID" 2>/dev/null
+for _ in $(seq 100); do kill -0 "$DRIVER_PID" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$DRIVER_PID" 2>/dev/null; then fail "driver-stops-on-sigterm"; kill -KILL "$DRIVER_PID"; else pass "driver-stops-on-sigterm"; fi
+echo "csi-suite: driver log warnings/errors: $(grep -c -E ' (WARN|ERROR) ' "$DRIVER_LOG") (see driver.log)"
+exit 0

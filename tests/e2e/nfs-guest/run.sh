@@ -1,0 +1,69 @@
+#!/bin/bash
+# tests/e2e/nfs-guest/run.sh — the nfs-guest suite: the driver against real kernel NFS mounts.
+#
+# Builds what the guest runs (the driver, the scenario test binary of scenarios/main.rs, csi-sanity
+# if missing), then boots the QEMU guest once (boot.sh, which installs its Debian packages and runs
+# ganesha in a private network namespace) with csi-suite-guest.sh: csi-sanity for NFSv4.1 and
+# NFSv3, the StatefulSet story, server down/up, stale handles.
+# Ends with "nfs-guest: N passed, N failed" (tests/e2e/lib.sh); exit status 0 only if nothing failed.
+#
+# Usage (as root):  bash tests/e2e/nfs-guest/run.sh
+# Knobs: CSI_SANITY (binary; default $(go env GOPATH)/bin/csi-sanity, installed at
+#        CSI_SANITY_VERSION if missing), NSC_SANITY_VERSIONS ("4.1 3"), NSC_SKIP_SANITY=1,
+#        NSC_SKIP_SCENARIOS=1, NSC_GUEST_ONLY (comma list of scenarios: story, default-version,
+#        working-estale, node-stale-target, server-down, server-restart),
+#        and boot.sh's knobs (NFS_GUEST_TIMEOUT, NFS_GUEST_WORK, NFS_GUEST_QUIET, ...).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+REPO=$(cd "$HERE/../../.." && pwd -P)
+cd "$REPO"
+[[ $(id -u) == 0 ]] || { echo "csi-suite: must run as root (ganesha, namespaces, mounts)" >&2; exit 2; }
+export PATH=$PATH:/usr/local/go/bin:$HOME/go/bin:$HOME/.cargo/bin
+say() { echo "csi-suite: $*"; }
+T0=$SECONDS
+
+# ---- the driver and the scenario binary (host builds; the guest sees the host root read-only)
+locked=()
+[[ -n ${CI:-} ]] && locked=(--locked)
+say "cargo build (driver) and cargo test --no-run (tests/e2e/nfs-guest/scenarios/main.rs)"
+cargo build "${locked[@]}" --bin nfs-subdir-csi
+NSC_DRIVER=$REPO/target/debug/nfs-subdir-csi
+NSC_GUEST_TEST=
+if [[ ${NSC_SKIP_SCENARIOS:-} != 1 ]]; then
+  NSC_GUEST_TEST=$(cargo test "${locked[@]}" --test nfs-guest --no-run --message-format=json |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "nfs-guest":
+        print(m["executable"])')
+  [[ -x $NSC_GUEST_TEST ]] || { say "cannot find the nfs-guest test binary"; exit 2; }
+fi
+
+# ---- csi-sanity at the pinned version (CI may have installed it already)
+CSI_SANITY_VERSION=${CSI_SANITY_VERSION:-v5.6.0}
+if [[ ${NSC_SKIP_SANITY:-} == 1 ]]; then
+  CSI_SANITY=
+else
+  if [[ -z ${CSI_SANITY:-} ]]; then
+    CSI_SANITY=$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin/csi-sanity
+  fi
+  # shellcheck disable=SC2015  # "|| true": a binary without build info is fine
+  have=$([[ -x $CSI_SANITY ]] && go version -m "$CSI_SANITY" 2>/dev/null |
+    awk '$1 == "mod" && $2 ~ /csi-test/ { print $3 }' || true)
+  if [[ ! -x $CSI_SANITY || ( -n $have && $have != "$CSI_SANITY_VERSION" ) ]]; then
+    say "installing csi-sanity $CSI_SANITY_VERSION (have: ${have:-none})"
+    GOFLAGS=-mod=mod go install "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_SANITY_VERSION"
+    CSI_SANITY=$(go env GOPATH)/bin/csi-sanity
+  fi
+  say "csi-sanity: $CSI_SANITY (${have:-$CSI_SANITY_VERSION})"
+fi
+
+# ---- one guest boot
+export NSC_DRIVER NSC_GUEST_TEST CSI_SANITY NSC_SANITY_VERSIONS=${NSC_SANITY_VERSIONS:-4.1 3}
+export NSC_GUEST_ONLY=${NSC_GUEST_ONLY:-}
+export NFS_GUEST_ENV="${NFS_GUEST_ENV:-} NSC_DRIVER NSC_GUEST_TEST CSI_SANITY NSC_SANITY_VERSIONS NSC_GUEST_ONLY"
+export NFS_GUEST_TIMEOUT=${NFS_GUEST_TIMEOUT:-720}   # a hang costs CI at most 12 min
+say "booting the guest (host preparation took $((SECONDS - T0)) s)"
+# boot.sh ends with the summary line "nfs-guest: N passed, N failed" and the exit status
+exec bash "$HERE/boot.sh" "$HERE/csi-suite-guest.sh"
