@@ -148,6 +148,11 @@ teardown_story() {
 run_story() {
   if ! "$REPO/target/release/nfs-subdir-csi" serve --help 2>/dev/null | grep -q -- --kubelet-registration-path; then
     skip deploy-and-story "the driver has no --kubelet-registration-path yet (issue 8): kubelet cannot register the node plugin"
+    kubectl apply -f "$HERE/driver-ds.yaml" >/dev/null
+    if wait_for 300 pods_ready default app=driver-smoke 1; then pass driver-image-daemonset-ready; else fail driver-image-daemonset-ready "not Ready in 300 s"; fi
+    guest "ls -l /var/lib/kubelet/plugins/nfs-subdir.csi.rs/" | grep -q 'csi.sock' && pass driver-socket-on-node || fail driver-socket-on-node "no csi.sock in the node's plugin dir"
+    kubectl logs -l app=driver-smoke --tail=5
+    kubectl delete -f "$HERE/driver-ds.yaml" --wait=false >/dev/null
     return 0
   fi
   deploy_driver || return 1
