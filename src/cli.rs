@@ -64,6 +64,19 @@ pub struct ServeArgs {
         default_value = "controller,node"
     )]
     pub roles: Vec<Role>,
+    /// Serve GET /healthz and GET /metrics over HTTP on this address (`:29653` or
+    /// `host:port`); empty: off, and no metrics are recorded.
+    #[arg(long, env = "HTTP_ADDRESS", default_value = "")]
+    pub http_address: String,
+    /// Kubelet's plugins_registry directory (e.g. /var/lib/kubelet/plugins_registry): register
+    /// with kubelet by serving `<dir>/<drivername>-reg.sock`, as node-driver-registrar would.
+    /// Needs the node role. Off when not given.
+    #[arg(long, env = "KUBELET_REGISTRATION_PATH")]
+    pub kubelet_registration_path: Option<PathBuf>,
+    /// The CSI socket path as kubelet sees it on the host, told to kubelet at registration
+    /// (default: the --endpoint unix path, made absolute).
+    #[arg(long, env = "KUBELET_CSI_SOCKET")]
+    pub kubelet_csi_socket: Option<String>,
     /// Shares, defaults and deadlines shared with `provisioner`.
     #[command(flatten)]
     pub volumes: VolumeArgs,
@@ -89,6 +102,10 @@ pub struct ProvisionerArgs {
     /// Shares, defaults and deadlines, as for `serve`.
     #[command(flatten)]
     pub volumes: VolumeArgs,
+    /// Serve GET /healthz and GET /metrics over HTTP on this address (`:29652` or
+    /// `host:port`); empty: off.
+    #[arg(long, env = "HTTP_ADDRESS", default_value = "")]
+    pub http_address: String,
     /// Take part in leader election (a Lease), so that only one replica acts at a time.
     #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,

@@ -4,10 +4,11 @@
 use crate::blocking;
 use crate::error::{Error, Result};
 use crate::guard::Locks;
+use crate::metrics::{Metrics, VolumeAction};
 use crate::share::{Created, RootCache, ShareRoot, Shares, TrashEntry};
 use crate::token;
 use crate::volume::params::Defaults;
-use crate::volume::{CreateParams, Params, ShareSpec, SubDir, VolumeId};
+use crate::volume::{CreateParams, OnDelete, Params, ShareSpec, SubDir, VolumeId};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,11 +55,13 @@ pub struct Controller {
     umask: u32,
     swept: Mutex<HashSet<ShareSpec>>,
     roots: RootCache,
+    metrics: Metrics,
 }
 
 impl Controller {
-    /// `umask` is the process umask (0 when the server cleared it at start).
-    pub fn new(shares: Arc<Shares>, defaults: Defaults, umask: u32) -> Self {
+    /// `umask` is the process umask (0 when the server cleared it at start); volume and trash
+    /// events go to `metrics`.
+    pub fn new(shares: Arc<Shares>, defaults: Defaults, umask: u32, metrics: Metrics) -> Self {
         Controller {
             shares,
             locks: Locks::default(),
@@ -66,6 +69,7 @@ impl Controller {
             umask,
             swept: Mutex::default(),
             roots: RootCache::default(),
+            metrics,
         }
     }
 
@@ -137,7 +141,7 @@ impl Controller {
         {
             return;
         }
-        let (shares, spec) = (self.shares.clone(), spec.clone());
+        let (shares, spec, metrics) = (self.shares.clone(), spec.clone(), self.metrics.clone());
         tokio::spawn(async move {
             let Ok(root) = shares.root(&spec, deadline).await else {
                 return;
@@ -147,7 +151,12 @@ impl Controller {
             })
             .await;
             match found {
-                Ok(entries) => entries.into_iter().for_each(purge_in_background),
+                Ok(entries) => {
+                    metrics.trash_entries_add(entries.len() as f64);
+                    for entry in entries {
+                        purge_in_background(entry, metrics.clone());
+                    }
+                }
                 Err(e) => tracing::warn!(share = %spec, error = %e, "cannot list trash"),
             }
         });
@@ -185,6 +194,9 @@ impl Controller {
             )
             .await?;
         tracing::info!(volume.id = %id_text, new = (created == Created::New), "volume ready");
+        if created == Created::New {
+            self.metrics.volume(VolumeAction::Created);
+        }
         Ok(Volume {
             context: context_of(&id),
             id: id_text,
@@ -209,8 +221,16 @@ impl Controller {
             })
             .await?;
         tracing::info!(policy = %id.on_delete, "volume deleted");
-        if let Some(entry) = trashed {
-            purge_in_background(entry);
+        match (id.on_delete, trashed) {
+            (_, Some(entry)) => {
+                self.metrics.volume(VolumeAction::Deleted);
+                self.metrics.trash_entries_add(1.0);
+                purge_in_background(entry, self.metrics.clone());
+            }
+            (OnDelete::Archive, None) => self.metrics.volume(VolumeAction::Archived),
+            (OnDelete::Retain, None) => self.metrics.volume(VolumeAction::Retained),
+            // Already gone: counted when it went.
+            (OnDelete::Delete, None) => {}
         }
         Ok(())
     }
@@ -327,13 +347,18 @@ impl Controller {
     }
 }
 
-fn purge_in_background(entry: TrashEntry) {
+fn purge_in_background(entry: TrashEntry, metrics: Metrics) {
     tokio::task::spawn_blocking(move || {
         let name = entry.name().to_owned();
         match entry.purge() {
-            Ok(n) => tracing::debug!(trash = %name, entries = n, "trash entry removed"),
+            Ok(n) => {
+                tracing::debug!(trash = %name, entries = n, "trash entry removed");
+                metrics.trash_removed();
+                metrics.trash_entries_add(-1.0);
+            }
             Err(e) => {
-                tracing::warn!(trash = %name, error = %e, "trash entry not removed; retried at next start")
+                tracing::warn!(trash = %name, error = %e, "trash entry not removed; retried at next start");
+                metrics.trash_removal_failed(&format!("{e:?}"));
             }
         }
     });

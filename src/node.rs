@@ -4,11 +4,12 @@
 use crate::blocking;
 use crate::error::{Error, Result};
 use crate::guard::Locks;
+use crate::metrics::{Metrics, MountOp};
 use crate::mount::{self, mountinfo, nfs};
 use crate::share::{FsStats, ShareRoot, root::statvfs_fd};
 use crate::volume::{ShareSpec, SubDir, VolumeId};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A NodePublishVolume request, validated.
 #[derive(Clone, Debug)]
@@ -93,14 +94,16 @@ impl Source {
 pub struct Node {
     node_id: String,
     locks: Locks,
+    metrics: Metrics,
 }
 
 impl Node {
-    /// A node service for the node `node_id`.
-    pub fn new(node_id: String) -> Self {
+    /// A node service for the node `node_id`; mount durations go to `metrics`.
+    pub fn new(node_id: String, metrics: Metrics) -> Self {
         Node {
             node_id,
             locks: Locks::default(),
+            metrics,
         }
     }
 
@@ -117,11 +120,14 @@ impl Node {
         let what = format!("publish at {}", target.display());
         // A target already mounted gets a quarter of the time to prove it still answers.
         let check = (deadline / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
-        blocking::run(&what, deadline, move || {
+        let started = Instant::now();
+        let result = blocking::run(&what, deadline, move || {
             let _held = guard;
             publish_blocking(&source, &target, req.read_only, req.single_writer, check)
         })
-        .await
+        .await;
+        self.metrics.node_mount(MountOp::Mount, started.elapsed());
+        result
     }
 
     /// Unmounts the target and removes it. Not mounted or already gone is fine. An unmount that
@@ -134,24 +140,33 @@ impl Node {
     ) -> Result<()> {
         let target = absolute_target(target)?;
         let _guard = self.locks.try_lock(volume_id.to_owned())?;
-        let t = target.clone();
+        let started = Instant::now();
+        let unmounted = self.unmount(&target, deadline).await;
+        self.metrics.node_mount(MountOp::Unmount, started.elapsed());
+        unmounted?;
+        match std::fs::remove_dir(&target) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("remove target {}", target.display()), e)),
+        }
+    }
+
+    /// Unmounts everything at `target`, lazily if a plain unmount takes over half the deadline.
+    async fn unmount(&self, target: &Path, deadline: Duration) -> Result<()> {
+        let t = target.to_owned();
         let first = blocking::run("unmount", deadline / 2, move || {
             mount::unmount_all(&t, false)
         })
         .await;
         if let Err(e) = first {
             tracing::warn!(target = %target.display(), error = %e, "unmount failed; detaching lazily");
-            let t = target.clone();
+            let t = target.to_owned();
             blocking::run("lazy unmount", deadline / 2, move || {
                 mount::unmount_all(&t, true)
             })
             .await?;
         }
-        match std::fs::remove_dir(&target) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("remove target {}", target.display()), e)),
-        }
+        Ok(())
     }
 
     /// Usage of the filesystem mounted at `path`, and `Some(reason)` when it does not answer.

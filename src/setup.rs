@@ -4,6 +4,7 @@
 use crate::cli::VolumeArgs;
 use crate::controller::Controller;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::share::Shares;
 use crate::volume::{ShareSpec, params::Defaults, params::parse_mode};
 use std::path::PathBuf;
@@ -50,14 +51,16 @@ impl VolumeSetup {
 
     /// The domain controller. Clears the process umask, so every new directory gets exactly the
     /// mode asked for without a chmod after mkdir, and starts removing what an earlier run left
-    /// in the default share's trash. Call it inside the async runtime.
-    pub fn controller(&self) -> Controller {
+    /// in the default share's trash. Domain events go to `metrics`. Call it inside the async
+    /// runtime.
+    pub fn controller(&self, metrics: Metrics) -> Controller {
         nix::sys::stat::umask(nix::sys::stat::Mode::empty());
         let shares = Arc::new(Shares::new(
             self.default_share.clone(),
             self.working_mount_dir.clone(),
+            metrics.clone(),
         ));
-        let controller = Controller::new(shares, self.defaults.clone(), 0);
+        let controller = Controller::new(shares, self.defaults.clone(), 0, metrics);
         if let Some(share) = &self.default_share {
             controller.sweep_trash(share, self.timeout);
         }

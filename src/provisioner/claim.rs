@@ -6,6 +6,7 @@ use super::pv::{self, ClaimStep, NewPv, Source};
 use super::{Context, kube_error};
 use crate::controller::NewVolume;
 use crate::error::{Error, Result};
+use crate::metrics::{ClaimResult, ReconcileKind};
 use crate::volume::params::VolumeSource;
 use crate::volume::{Params, VolumeId};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
@@ -62,6 +63,9 @@ pub async fn reconcile(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) -> 
                 false => format!("Volume {name} was already provisioned"),
             };
             tracing::info!(new = created, "provisioned");
+            if created {
+                ctx.metrics.claim(ClaimResult::Provisioned);
+            }
             ctx.event(&*claim, EventType::Normal, "ProvisioningSucceeded", note)
                 .await;
             Ok(Action::await_change())
@@ -71,8 +75,9 @@ pub async fn reconcile(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) -> 
 }
 
 /// Requeue policy for failed claims.
-pub fn error_policy(_: Arc<PersistentVolumeClaim>, err: &Error, _: Arc<Context>) -> Action {
+pub fn error_policy(_: Arc<PersistentVolumeClaim>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::debug!(error = %err, "claim will be retried");
+    ctx.metrics.reconcile_error(ReconcileKind::Claim);
     Action::requeue(Duration::from_secs(10))
 }
 
@@ -155,6 +160,7 @@ fn source_kind(param: Option<VolumeSource>, knows_nfs_export: bool) -> VolumeSou
 
 async fn failed(claim: &PersistentVolumeClaim, ctx: &Context, e: Error) -> Error {
     tracing::warn!(error = %e, "provisioning failed");
+    ctx.metrics.claim(ClaimResult::Failed);
     ctx.event(
         claim,
         EventType::Warning,

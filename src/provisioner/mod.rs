@@ -14,6 +14,7 @@ pub mod release;
 use crate::cli::ProvisionerArgs;
 use crate::controller::Controller;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::setup::VolumeSetup;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
@@ -42,6 +43,8 @@ pub struct Context {
     pub nfs_export: Option<pv::NfsExport>,
     /// Deadline of one directory operation.
     pub timeout: Duration,
+    /// Claim, leader and reconcile metrics.
+    pub metrics: Metrics,
 }
 
 impl Context {
@@ -95,6 +98,68 @@ pub fn kube_error(what: impl std::fmt::Display, e: kube::Error) -> Error {
 /// lost (then returns an error, so that the process exits and restarts as a follower).
 pub async fn run(args: ProvisionerArgs) -> Result<()> {
     let setup = VolumeSetup::from_args(&args.volumes)?;
+    let http = match args.http_address.trim() {
+        "" => None,
+        address => Some(crate::http::bind(address).await?),
+    };
+    let metrics = if http.is_some() {
+        Metrics::new(crate::metrics::Scope::Provisioner)
+    } else {
+        Metrics::off()
+    };
+    // What /healthz reports: the phase of the main loop below.
+    let (phase_tx, phase_rx) = tokio::sync::watch::channel(Phase::Starting);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http_task = http.map(|listener| {
+        let served = crate::http::serve(listener, metrics.clone(), phase_check(phase_rx), stop_rx);
+        tokio::spawn(async move {
+            if let Err(e) = served.await {
+                tracing::error!(error = %e, "HTTP endpoint stopped");
+            }
+        })
+    });
+    let result = run_loops(args, setup, metrics, phase_tx).await;
+    let _ = stop_tx.send(true);
+    if let Some(task) = http_task {
+        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+    }
+    result
+}
+
+/// Where the provisioner's main loop is; `/healthz` is 200 while it follows or leads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Connecting to the Kubernetes API.
+    Starting,
+    /// Waiting to acquire the leader Lease.
+    Following,
+    /// Holding the Lease and running the claim and PV controllers.
+    Leading,
+    /// Stopped (shutting down or lost the Lease).
+    Stopped,
+}
+
+fn phase_check(phase: tokio::sync::watch::Receiver<Phase>) -> crate::http::Check {
+    std::sync::Arc::new(move || {
+        let now = *phase.borrow();
+        Box::pin(async move {
+            match now {
+                Phase::Following | Phase::Leading => Ok(()),
+                Phase::Starting => {
+                    Err("provisioner is still connecting to the Kubernetes API".into())
+                }
+                Phase::Stopped => Err("provisioner loops have stopped".into()),
+            }
+        })
+    })
+}
+
+async fn run_loops(
+    args: ProvisionerArgs,
+    setup: VolumeSetup,
+    metrics: Metrics,
+    phase: tokio::sync::watch::Sender<Phase>,
+) -> Result<()> {
     let (timeout, default_share) = (setup.timeout, setup.default_share.clone());
     let nfs_export = match (&args.nfs_server, &args.nfs_path, &default_share) {
         (Some(server), Some(path), Some(share)) => Some(pv::NfsExport {
@@ -109,7 +174,8 @@ pub async fn run(args: ProvisionerArgs) -> Result<()> {
         }
         _ => None,
     };
-    let controller = setup.controller();
+    let controller = setup.controller(metrics.clone());
+    metrics.leader(false);
     let client = Client::try_default()
         .await
         .map_err(|e| Error::Unavailable(format!("Kubernetes client: {e}")))?;
@@ -142,6 +208,7 @@ pub async fn run(args: ProvisionerArgs) -> Result<()> {
         identity: identity.clone(),
         nfs_export,
         timeout,
+        metrics: metrics.clone(),
     });
     tracing::info!(
         provisioner = %args.provisioner_name, driver = %args.drivername, %identity,
@@ -167,12 +234,18 @@ pub async fn run(args: ProvisionerArgs) -> Result<()> {
     });
     let shutdown = crate::setup::shutdown_signal();
     tokio::pin!(shutdown);
+    let _ = phase.send(Phase::Following);
     if let Some(e) = elector.as_mut() {
         tokio::select! {
             () = e.acquire() => {}
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => {
+                let _ = phase.send(Phase::Stopped);
+                return Ok(());
+            }
         }
     }
+    let _ = phase.send(Phase::Leading);
+    metrics.leader(true);
     let held = async {
         match elector.as_mut() {
             Some(e) => e.hold().await,
@@ -184,6 +257,8 @@ pub async fn run(args: ProvisionerArgs) -> Result<()> {
         r = held => r,
         () = &mut shutdown => Ok(()),
     };
+    let _ = phase.send(Phase::Stopped);
+    metrics.leader(false);
     match &result {
         Ok(()) => {
             if let Some(e) = elector.as_mut() {

@@ -5,6 +5,7 @@
 use super::pv::{self, FINALIZER, PROVISIONED_BY, VOLUME_ID};
 use super::{Context, kube_error};
 use crate::error::{Error, Result};
+use crate::metrics::{ClaimResult, ReconcileKind};
 use crate::volume::{OnDelete, Params, VolumeId};
 use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -90,7 +91,10 @@ pub async fn reconcile(volume: Arc<PersistentVolume>, ctx: Arc<Context>) -> Resu
                 ..DeleteParams::default()
             };
             match pvs.delete(&name, &params).await {
-                Ok(_) => tracing::info!("claim released: PV deleted"),
+                Ok(_) => {
+                    tracing::info!("claim released: PV deleted");
+                    ctx.metrics.claim(ClaimResult::Released);
+                }
                 Err(kube::Error::Api(s)) if s.is_not_found() => {}
                 Err(e) => return Err(kube_error(format!("delete PV {name}"), e)),
             }
@@ -125,8 +129,9 @@ pub async fn reconcile(volume: Arc<PersistentVolume>, ctx: Arc<Context>) -> Resu
 }
 
 /// Requeue policy for failed PVs.
-pub fn error_policy(_: Arc<PersistentVolume>, err: &Error, _: Arc<Context>) -> Action {
+pub fn error_policy(_: Arc<PersistentVolume>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::debug!(error = %err, "PV will be retried");
+    ctx.metrics.reconcile_error(ReconcileKind::Volume);
     Action::requeue(Duration::from_secs(10))
 }
 

@@ -2,6 +2,7 @@
 //! export through the controller's kept working mounts.
 
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::volume::ShareSpec;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,11 +16,11 @@ pub struct Shares {
 
 impl Shares {
     /// `default` is the pre-mounted share used when a StorageClass names none; NFS exports are
-    /// mounted below `working_dir`.
-    pub fn new(default: Option<ShareSpec>, working_dir: PathBuf) -> Self {
+    /// mounted below `working_dir`; their states go to `metrics`.
+    pub fn new(default: Option<ShareSpec>, working_dir: PathBuf, metrics: Metrics) -> Self {
         Shares {
             default,
-            working: super::working::WorkingMounts::new(working_dir),
+            working: super::working::WorkingMounts::new(working_dir, metrics),
         }
     }
 

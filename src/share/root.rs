@@ -306,10 +306,9 @@ impl ShareRoot {
 }
 
 impl TrashEntry {
-    /// Removes the trashed tree; returns how many entries went.
-    pub fn purge(self) -> Result<u64> {
+    /// Removes the trashed tree; returns how many entries went, or the errno that stopped it.
+    pub fn purge(self) -> nix::Result<u64> {
         super::remove::remove_tree(&self.trash, &self.name)
-            .map_err(|e| Error::errno(format!("remove trash entry {}", self.name), e))
     }
 
     /// The entry's name in the trash directory.

@@ -11,6 +11,7 @@
 //! disk. A path is never mounted again. A mount left by an earlier run of the driver is adopted.
 
 use crate::error::{Error, Result};
+use crate::metrics::{Metrics, MountState};
 use crate::mount::{self, mountinfo, nfs};
 use crate::volume::ShareSpec;
 use nix::errno::Errno;
@@ -25,7 +26,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct WorkingMounts {
     dir: PathBuf,
-    slots: Mutex<BTreeMap<ShareSpec, Arc<Slot>>>,
+    slots: Arc<Mutex<BTreeMap<ShareSpec, Arc<Slot>>>>,
+    metrics: Metrics,
 }
 
 /// One share's mount: the path once mounted, and a lock held while mounting, so concurrent first
@@ -51,11 +53,40 @@ impl Slot {
 }
 
 impl WorkingMounts {
-    /// Working mounts live in `dir` (`--working-mount-dir`).
-    pub fn new(dir: PathBuf) -> Self {
+    /// Working mounts live in `dir` (`--working-mount-dir`); their states go to `metrics`.
+    pub fn new(dir: PathBuf, metrics: Metrics) -> Self {
         WorkingMounts {
             dir,
-            slots: Mutex::new(BTreeMap::new()),
+            slots: Arc::default(),
+            metrics,
+        }
+    }
+
+    /// A closure that sets the working-mount gauges from the slots as they are now.
+    fn reporter(&self) -> impl Fn() + Send + 'static {
+        let (slots, metrics) = (self.slots.clone(), self.metrics.clone());
+        move || {
+            if !metrics.is_on() {
+                return;
+            }
+            let mut counts = [0usize; 3];
+            for slot in slots.lock().unwrap_or_else(|p| p.into_inner()).values() {
+                let mounting = slot
+                    .mount_since
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_some();
+                let state = match (slot.path().is_some(), mounting) {
+                    (true, _) => MountState::Ready,
+                    (false, true) => MountState::Remounting,
+                    (false, false) if slot.known.load(Ordering::Relaxed) => MountState::Stale,
+                    (false, false) => continue,
+                };
+                counts[state as usize] += 1;
+            }
+            for state in MountState::ALL {
+                metrics.working_mounts(state, counts[state as usize]);
+            }
         }
     }
 
@@ -100,17 +131,22 @@ impl WorkingMounts {
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (dir, prefix, owned, s) = (self.dir.clone(), key(spec), spec.clone(), slot.clone());
+        let (report, metrics) = (self.reporter(), self.metrics.clone());
         tokio::task::spawn_blocking(move || {
             let _mounting = mounting;
             let since = || s.mount_since.lock().unwrap_or_else(|p| p.into_inner());
             *since() = Some(Instant::now());
+            report();
             let result = mount_working(&owned, &dir, &prefix);
             *since() = None;
             if let Ok(target) = &result {
                 tracing::info!(share = %owned, at = %target.display(), "working mount ready");
                 *s.path.lock().unwrap_or_else(|p| p.into_inner()) = Some(target.clone());
-                s.known.store(true, Ordering::Relaxed);
+                if s.known.swap(true, Ordering::Relaxed) {
+                    metrics.remount();
+                }
             }
+            report();
             let _ = tx.send(result);
         });
         let left = deadline.saturating_sub(started.elapsed());
@@ -144,6 +180,7 @@ impl WorkingMounts {
             }
         }
         tracing::warn!(share = %spec, at = %failed.display(), "dropping working mount; the next call mounts afresh");
+        self.reporter()();
         let path = failed.to_owned();
         match tokio::task::spawn_blocking(move || detach(&path)).await {
             Ok(Ok(())) => {}
@@ -288,7 +325,10 @@ mod tests {
     #[tokio::test]
     async fn forget_only_drops_the_mount_that_failed() {
         let dir = tempfile::tempdir().unwrap();
-        let w = WorkingMounts::new(dir.path().to_owned());
+        let w = WorkingMounts::new(
+            dir.path().to_owned(),
+            Metrics::new(crate::metrics::Scope::Serve),
+        );
         let spec = ShareSpec::new(Some("h"), "/e", vec![]).unwrap();
         let current = dir
             .path()

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use nfs_subdir_csi::csi::pb::{
     self,
     controller_client::ControllerClient,

@@ -1,0 +1,112 @@
+//! The `--http-address` endpoint over real sockets: /healthz follows a real Identity.Probe round
+//! trip through the CSI socket (503 with the reason while the socket is gone, 200 again once it is
+//! back), and /metrics counts calls by method and gRPC code and domain events.
+
+mod common;
+
+use common::{Driver, create, create_req, delete, eventually, http};
+use nfs_subdir_csi::csi::pb;
+use tonic::Code;
+
+#[tokio::test]
+async fn healthz_follows_the_csi_socket() {
+    let port = http::free_port();
+    let d = Driver::start(&[&format!("--http-address=127.0.0.1:{port}")]).await;
+    let (code, body) = http::get(port, "/healthz");
+    assert_eq!((code, body.trim()), (200, "ok"));
+
+    // The socket made unusable: moved away, so the probe's connect fails.
+    let away = d.dir.path().join("moved.sock");
+    std::fs::rename(d.socket(), &away).unwrap();
+    let (code, body) = http::get(port, "/healthz");
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("cannot connect to the CSI endpoint"),
+        "{body}"
+    );
+    assert!(body.contains(&d.socket().display().to_string()), "{body}");
+
+    std::fs::rename(&away, d.socket()).unwrap();
+    let (code, body) = http::get(port, "/healthz");
+    assert_eq!((code, body.trim()), (200, "ok"));
+
+    let (code, _) = http::get(port, "/nothing");
+    assert_eq!(code, 404);
+}
+
+#[tokio::test]
+async fn metrics_count_calls_by_method_and_code() {
+    let port = http::free_port();
+    let d = Driver::start(&[&format!("--http-address=127.0.0.1:{port}")]).await;
+    let mut c = d.controller();
+    let vol = create(&mut c, "pvc-metrics-1", 1 << 20, &[]).await;
+    // The same request again is an idempotent OK but no new directory.
+    create(&mut c, "pvc-metrics-1", 1 << 20, &[]).await;
+    let bad = c.create_volume(create_req("", 1, &[])).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let missing = d
+        .node()
+        .node_get_volume_stats(pb::NodeGetVolumeStatsRequest {
+            volume_id: "no-such-volume".into(),
+            volume_path: d.dir.path().join("nowhere").display().to_string(),
+            staging_target_path: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    delete(&mut c, &vol.volume_id).await;
+
+    let text = || http::get(port, "/metrics").1;
+    let value = |t: &str, s: &str| http::sample(t, &format!("nfs_subdir_csi_{s}"));
+    // The trash entry goes in the background.
+    assert!(
+        eventually(|| value(&text(), "trash_removed_total") == Some(1.0)).await,
+        "{}",
+        text()
+    );
+    let t = text();
+    let cases = [
+        (
+            r#"grpc_requests_total{method="CreateVolume",code="OK"}"#,
+            2.0,
+        ),
+        (
+            r#"grpc_requests_total{method="CreateVolume",code="InvalidArgument"}"#,
+            1.0,
+        ),
+        (
+            r#"grpc_requests_total{method="NodeGetVolumeStats",code="NotFound"}"#,
+            1.0,
+        ),
+        (
+            r#"grpc_requests_total{method="DeleteVolume",code="OK"}"#,
+            1.0,
+        ),
+        (
+            r#"grpc_request_duration_seconds_count{method="CreateVolume"}"#,
+            3.0,
+        ),
+        (r#"grpc_requests_in_flight{method="CreateVolume"}"#, 0.0),
+        (r#"volumes_total{action="created"}"#, 1.0),
+        (r#"volumes_total{action="deleted"}"#, 1.0),
+        ("trash_entries", 0.0),
+    ];
+    for (series, want) in cases {
+        assert_eq!(value(&t, series), Some(want), "{series} in\n{t}");
+    }
+    // Probe answers (from start-up) are counted too; no label carries an id or a path.
+    assert!(value(&t, r#"grpc_requests_total{method="Probe",code="OK"}"#).is_some());
+    assert!(!t.contains("pvc-metrics-1") && !t.contains(&d.dir.path().display().to_string()));
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        value(&t, &format!("build_info{{version=\"{version}\"}}")),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn no_http_address_no_port() {
+    let d = Driver::start(&[]).await;
+    assert!(!d.log().contains("127.0.0.1:"), "{}", d.log());
+    drop(d);
+}
