@@ -47,9 +47,10 @@ SELF_SUM=$(cat "$HERE/build.sh" "$HERE/pause.c" | sha256sum | cut -c1-64)
 
 # pkg_versions PKG...: "name=version" of the candidate of each package (what apt-get download takes)
 pkg_versions() {
-  local p v
+  local out p v
+  out=$(LC_ALL=C apt-cache policy "$@")      # one call: apt-cache is slow to start
   for p in "$@"; do
-    v=$(apt-cache policy "$p" | sed -n 's/^  Candidate: //p')
+    v=$(awk -v p="$p:" '$0 == p { f = 1; next } f && /^  Candidate: / { print $2; exit }' <<<"$out")
     [ -n "$v" ] && [ "$v" != "(none)" ] || die "no candidate version for Debian package $p (apt-get update?)"
     echo "$p=$v"
   done
@@ -131,8 +132,10 @@ pack() {
 fresh() { [ -s "$OUT/$1.tar" ] && [ "$(cat "$OUT/$1.key" 2>/dev/null)" = "$2" ]; }
 report() {  # NAME TAG: uncompressed archive size and gzip'd size (what a registry would store)
   local bytes gz
+  if [ "$OUT/$1.size" -nt "$OUT/$1.tar" ]; then gz=$(cat "$OUT/$1.size"); else
+    gz=$(gzip -1 -c "$OUT/$1.tar" | wc -c); echo "$gz" >"$OUT/$1.size"
+  fi
   bytes=$(stat -c %s "$OUT/$1.tar")
-  gz=$(gzip -1 -c "$OUT/$1.tar" | wc -c)
   printf 'image %-12s %-58s %6.1f MB (%.1f MB gzip)  %s\n' "$1" "$2" "$(echo "$bytes / 1000000" | bc -l)" \
     "$(echo "$gz / 1000000" | bc -l)" "$OUT/$1.tar"
 }

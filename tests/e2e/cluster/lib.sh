@@ -10,6 +10,8 @@ TIMES=()
 qcheck() { local n=$1; shift; check "$n" "$@" >>"$DIR/checks.log" 2>&1; local rc=$?; tail -n1 "$DIR/checks.log" | grep -E '^(PASS|FAIL) '; return $rc; }
 timing() { TIMES+=("$(printf '  %-28s %5d s' "$1" "$2")"); echo "time $1 $2 s"; }
 log() { printf '[cluster %(%H:%M:%S)T] %s\n' -1 "$*"; }
+# kubectl with a deadline on every call (exec/logs go through kubelet and can hang on a broken path)
+kubectl() { timeout "${KTIMEOUT:-120}" "$NSC_K8S_BIN/kubectl" "$@"; }
 
 # wait_for SECONDS CMD...: poll every second
 wait_for() {

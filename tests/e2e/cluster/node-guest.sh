@@ -34,7 +34,15 @@ say "modules loaded (not available: ${bad[*]:-none})"
 check modprobe-overlay-bridge-netfilter modprobe -a overlay bridge br_netfilter veth nf_nat
 sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
 
-# Writable state on tmpfs (the root is the host's, read-only); pod volumes must propagate.
+# The guest's init chroots into its root (/newroot in the initramfs) instead of moving it onto the
+# initramfs' "/". Then every mount namespace's root is the initramfs, and a process that joins a
+# container's namespace (runc exec: `kubectl exec`) lands there instead of in the container's root
+# ("chdir to cwd ... no such file or directory"). Move our root mount onto the initramfs' "/", as
+# switch_root does: processes keep their roots; setns(2) now finds the container's root on top.
+if grep -q ' /newroot ' /proc/1/mountinfo; then
+  mount --move /proc/1/root/newroot /proc/1/root/ && pass guest-root-moved-onto-initramfs-root \
+    || fail guest-root-moved-onto-initramfs-root "mount --move failed"
+fi
 mount --make-rshared /
 for d in /var/lib/kubelet /var/lib/cni /var/log; do mount -t tmpfs -o mode=755 tmpfs "$d" || fail "tmpfs-$d"; done
 mount --make-rshared /var/lib/kubelet

@@ -30,9 +30,9 @@ deploy_driver() {
   export_ls "before install"
   qcheck apply-k-overlay kubectl apply -k "$HERE/overlay" || return 1
   kubectl get storageclass nfs-client -o jsonpath='{.parameters}{"\n"}'
-  if kubectl -n $NS rollout status deployment/nfs-subdir-csi-controller --timeout=600s >>"$DIR/checks.log" 2>&1; then
+  if KTIMEOUT=700 kubectl -n $NS rollout status deployment/nfs-subdir-csi-controller --timeout=600s >>"$DIR/checks.log" 2>&1; then
     pass controller-deployment-available; else fail controller-deployment-available "not available in 600 s"; fi
-  if kubectl -n $NS rollout status daemonset/nfs-subdir-csi-node --timeout=300s >>"$DIR/checks.log" 2>&1; then
+  if KTIMEOUT=700 kubectl -n $NS rollout status daemonset/nfs-subdir-csi-node --timeout=300s >>"$DIR/checks.log" 2>&1; then
     pass node-daemonset-ready; else fail node-daemonset-ready "not ready in 300 s"; fi
   kubectl -n $NS get pods -o wide
   echo "  node pod containers: $(kubectl -n $NS get pods -l app.kubernetes.io/component=node -o jsonpath='{.items[0].spec.containers[*].name}')"
@@ -146,7 +146,7 @@ teardown_story() {
 }
 
 run_story() {
-  if ! "$REPO/target/release/nfs-subdir-csi" serve --help 2>/dev/null | grep -q -- --kubelet-registration-path; then
+  if ! "$NSC_DRIVER_BIN" serve --help 2>/dev/null | grep -q -- --kubelet-registration-path; then
     skip deploy-and-story "the driver has no --kubelet-registration-path yet (issue 8)"
     return 0
   fi
