@@ -145,6 +145,6 @@ first_pod() {
   [[ $(kubectl exec redis-sts-0 -- redis-cli get greeting 2>&1) == hello ]] && pass redis-sts-exec-get || fail redis-sts-exec-get "GET greeting did not answer hello"
   kubectl logs redis-sts-0 | grep -q 'Ready to accept connections' && pass kubectl-logs || fail kubectl-logs "no 'Ready to accept connections' in kubectl logs"
   # a pod reaches the apiserver through the kubernetes Service (what in-cluster clients use)
-  qcheck pod-reaches-kubernetes-service kubectl exec redis-sts-0 -- nc -z -w 5 10.0.0.1 443
+  qcheck pod-reaches-kubernetes-service kubectl exec redis-sts-0 -- sh -c 'nc -w 5 10.0.0.1 443 </dev/null'
   kubectl delete -f "$REPO/examples/redis/redis-sts.yaml" -f "$REPO/examples/redis/redis-svc.yaml" --wait=false >/dev/null
 }

@@ -40,7 +40,7 @@ sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
 # ("chdir to cwd ... no such file or directory"). Move our root mount onto the initramfs' "/", as
 # switch_root does: processes keep their roots; setns(2) now finds the container's root on top.
 if grep -q ' /newroot ' /proc/1/mountinfo; then
-  mount --move /proc/1/root/newroot /proc/1/root/ && pass guest-root-moved-onto-initramfs-root \
+  mount --no-canonicalize --move /proc/1/root/newroot /proc/1/root/ && pass guest-root-moved-onto-initramfs-root \
     || fail guest-root-moved-onto-initramfs-root "mount --move failed"
 fi
 mount --make-rshared /
