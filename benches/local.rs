@@ -1,6 +1,8 @@
 //! Benchmark on a local share (no NFS): process start to first Probe, Probe vs CreateVolume /
 //! DeleteVolume latency on the same socket, 64-way concurrency, idle memory and memory growth
-//! over 10,000 volumes. Prints medians and ratios; asserts nothing about time (machines are noisy).
+//! over 10,000 volumes, and the cost of metrics: Probe and CreateVolume with `--http-address` set
+//! (metrics on, scraped) against two drivers side by side, plus idle RSS with the HTTP server in.
+//! Prints medians and ratios; asserts nothing about time (machines are noisy).
 //! Run: `cargo bench --bench local` (`NSC_BENCH_VOLUMES` changes the 10,000).
 
 use nfs_subdir_csi::csi::pb::{
@@ -59,12 +61,18 @@ struct Running {
 // The child is handed to the caller inside `Running` and reaped by `stop`.
 #[allow(clippy::zombie_processes)]
 async fn start(dir: &std::path::Path) -> Running {
+    start_with(dir, &[]).await
+}
+
+#[allow(clippy::zombie_processes)]
+async fn start_with(dir: &std::path::Path, extra: &[&str]) -> Running {
     let sock = dir.join("csi.sock");
     let _ = std::fs::remove_file(&sock);
     let t0 = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_nfs-subdir-csi"))
         .args(["serve", &format!("--endpoint=unix://{}", sock.display())])
         .arg(format!("--default-share={}", dir.join("share").display()))
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null())
         .spawn()
@@ -216,4 +224,81 @@ async fn main() {
         (after as f64 - before as f64) / 1024.0
     );
     stop(r);
+    metrics_cost().await;
+}
+
+/// One HTTP GET on 127.0.0.1:`port`; returns the body length.
+fn scrape(port: u16, path: &str) -> usize {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to /metrics");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = Vec::new();
+    s.read_to_end(&mut body).unwrap();
+    body.len()
+}
+
+/// Two drivers at once, one with metrics and the HTTP endpoint, one without; calls alternate
+/// between them so that both see the same machine load.
+async fn metrics_cost() {
+    let (off_dir, on_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let off = start(off_dir.path()).await;
+    let on = start_with(
+        on_dir.path(),
+        &[&format!("--http-address=127.0.0.1:{port}")],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!(
+        "idle RSS with metrics + HTTP endpoint: {:.1} MB (without: {:.1} MB); first scrape {} bytes",
+        rss_kib(on.child.id()) as f64 / 1024.0,
+        rss_kib(off.child.id()) as f64 / 1024.0,
+        scrape(port, "/metrics")
+    );
+    let mut clients: Vec<_> = [&off, &on]
+        .iter()
+        .map(|r| {
+            (
+                IdentityClient::new(r.channel.clone()),
+                ControllerClient::new(r.channel.clone()),
+            )
+        })
+        .collect();
+    let mut probe = [Vec::new(), Vec::new()];
+    let mut create = [Vec::new(), Vec::new()];
+    for i in 0..2000 {
+        for (k, (id, ctl)) in clients.iter_mut().enumerate() {
+            let t = Instant::now();
+            id.probe(pb::ProbeRequest {}).await.unwrap();
+            if i >= 200 {
+                probe[k].push(t.elapsed());
+            }
+            let t = Instant::now();
+            ctl.create_volume(req(format!("pvc-m-{i}"))).await.unwrap();
+            if i >= 200 {
+                create[k].push(t.elapsed());
+            }
+        }
+    }
+    let after = scrape(port, "/metrics");
+    let [p_off, p_on] = probe.map(median);
+    let [c_off, c_on] = create.map(median);
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!(
+        "metrics on vs off (1800 calls each, interleaved): Probe p50 {p_on:?} vs {p_off:?} ({:+.1} %), \
+         CreateVolume p50 {c_on:?} vs {c_off:?} ({:+.1} %); scrape after: {after} bytes, RSS {:.1} MB",
+        (ratio(p_on, p_off) - 1.0) * 100.0,
+        (ratio(c_on, c_off) - 1.0) * 100.0,
+        rss_kib(on.child.id()) as f64 / 1024.0
+    );
+    stop(on);
+    stop(off);
 }

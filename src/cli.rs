@@ -64,7 +64,7 @@ pub struct ServeArgs {
         default_value = "controller,node"
     )]
     pub roles: Vec<Role>,
-    /// Serve GET /healthz and GET /metrics over HTTP on this address (`:29653` or
+    /// Serve GET /healthz and GET /metrics over HTTP on this address (`:29663` or
     /// `host:port`); empty: off, and no metrics are recorded.
     #[arg(long, env = "HTTP_ADDRESS", default_value = "")]
     pub http_address: String,

@@ -142,7 +142,7 @@ pub async fn probe(endpoint: &Endpoint) -> Result<(), String> {
         .timeout(CHECK_TIMEOUT)
         .connect()
         .await
-        .map_err(|e| format!("cannot connect to the CSI endpoint {uri}: {e}"))?;
+        .map_err(|e| format!("cannot connect to the CSI endpoint {uri}: {}", causes(&e)))?;
     let answer = IdentityClient::new(channel)
         .probe(ProbeRequest {})
         .await
@@ -151,4 +151,22 @@ pub async fn probe(endpoint: &Endpoint) -> Result<(), String> {
         Some(false) => Err("CSI Probe answered not ready".to_owned()),
         _ => Ok(()),
     }
+}
+
+/// An error with its causes, `outer: inner: …` (tonic's own text is only "transport error").
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    let mut last = String::new();
+    while let Some(cause) = next {
+        let line = cause.to_string();
+        // Wrappers often repeat their source's text.
+        if line != last {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        last = line;
+        next = cause.source();
+    }
+    text
 }

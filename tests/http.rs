@@ -104,9 +104,22 @@ async fn metrics_count_calls_by_method_and_code() {
     );
 }
 
-#[tokio::test]
-async fn no_http_address_no_port() {
-    let d = Driver::start(&[]).await;
-    assert!(!d.log().contains("127.0.0.1:"), "{}", d.log());
-    drop(d);
+#[test]
+fn a_bad_or_busy_http_address_fails_start_up_and_binds_nothing() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = busy.local_addr().unwrap().to_string();
+    for address in ["256.0.0.1:1", "not an address", busy.as_str()] {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("csi.sock");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nfs-subdir-csi"))
+            .arg("serve")
+            .arg(format!("--endpoint=unix://{}", socket.display()))
+            .arg(format!("--http-address={address}"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{address}: {stderr}");
+        assert!(stderr.contains("--http-address"), "{address}: {stderr}");
+        assert!(!socket.exists(), "{address}: CSI socket made anyway");
+    }
 }

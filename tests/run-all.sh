@@ -27,6 +27,7 @@ stage clippy        cargo clippy --all-targets --locked -- -D warnings
 stage build         cargo build --locked --all-targets
 stage cargo-test    cargo test --locked -- --test-threads=2
 stage csi-sanity    bash tests/e2e/csi-sanity/run.sh target/debug/nfs-subdir-csi
+stage metrics       bash tests/e2e/metrics/run.sh target/debug/nfs-subdir-csi
 stage example       cargo run --locked --example lifecycle
 stage manifests     bash tests/e2e/manifests/run.sh
 stage nfs-guest     bash tests/e2e/nfs-guest/run.sh

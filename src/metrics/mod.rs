@@ -30,7 +30,6 @@ pub struct Metrics {
 struct Inner {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    scope: Scope,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -44,9 +43,10 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    /// Metrics that are recorded and can be rendered for the process `scope`. Every family of the
-    /// scope shows from the start: those with a fixed set of label values as zero series, the
-    /// others (method, code, errno) by their HELP and TYPE lines.
+    /// Metrics that are recorded and can be rendered for the process `scope`. Every family shows
+    /// from the start: the scope's families with a fixed set of label values as zero series, all
+    /// others by their HELP and TYPE lines only (so dashboards can be checked against any one
+    /// process's exposition).
     pub fn new(scope: Scope) -> Self {
         let recorder = PrometheusBuilder::new()
             .set_buckets(BUCKETS)
@@ -54,11 +54,7 @@ impl Metrics {
             .build_recorder();
         let handle = recorder.handle();
         let m = Metrics {
-            inner: Some(Arc::new(Inner {
-                recorder,
-                handle,
-                scope,
-            })),
+            inner: Some(Arc::new(Inner { recorder, handle })),
         };
         m.describe();
         m.gauge(
@@ -110,13 +106,13 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (format 0.0.4) of everything recorded so far, plus the
-    /// HELP and TYPE lines of the scope's families that have no series yet.
+    /// HELP and TYPE lines of the families that have no series yet.
     pub fn render(&self) -> String {
         let Some(i) = &self.inner else {
             return String::new();
         };
         let mut text = i.handle.render();
-        for (name, kind, help) in DESCRIPTIONS.iter().filter(|d| i.scope.has(d.0)) {
+        for (name, kind, help) in DESCRIPTIONS {
             if !text.contains(&format!("# TYPE {name} ")) {
                 let kind = match kind {
                     Kind::Counter => "counter",
@@ -308,21 +304,21 @@ mod tests {
             text.contains("# HELP nfs_subdir_csi_volumes_total "),
             "{text}"
         );
-        // Families with no series yet still show; the provisioner's do not belong here.
+        // Families with no series yet still show; the provisioner's have no series here.
         assert!(text.contains("# TYPE nfs_subdir_csi_grpc_request_duration_seconds histogram"));
         assert!(
             text.contains("nfs_subdir_csi_volumes_total{action=\"retained\"} 0"),
             "{text}"
         );
-        assert!(!text.contains("nfs_subdir_csi_leader"), "{text}");
+        assert!(!text.contains("nfs_subdir_csi_leader 0"), "{text}");
         let p = Metrics::new(Scope::Provisioner).render();
         assert!(p.contains("nfs_subdir_csi_leader 0"), "{p}");
-        assert!(!p.contains("grpc_requests_total"), "{p}");
+        assert!(!p.contains("grpc_requests_total{"), "{p}");
         for (name, _, _) in DESCRIPTIONS {
-            let shown = [&text, &p]
-                .iter()
-                .any(|t| t.contains(&format!("# HELP {name} ")));
-            assert!(shown, "{name}");
+            for t in [&text, &p] {
+                assert!(t.contains(&format!("# HELP {name} ")), "{name}");
+                assert!(t.contains(&format!("# TYPE {name} ")), "{name}");
+            }
         }
     }
 }

@@ -35,34 +35,13 @@ pub const RECONCILE_ERRORS: &str = "nfs_subdir_csi_reconcile_errors_total";
 /// The running version.
 pub const BUILD_INFO: &str = "nfs_subdir_csi_build_info";
 
-/// Which process the metrics belong to; each shows only its own families.
+/// Which process the metrics belong to; each starts its own fixed-label families at zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     /// `serve`: the CSI services.
     Serve,
     /// `provisioner`: the kube-rs controllers.
     Provisioner,
-}
-
-impl Scope {
-    /// Whether the family `name` belongs to this process.
-    pub fn has(self, name: &str) -> bool {
-        let provisioner_only = [CLAIMS, LEADER, RECONCILE_ERRORS].contains(&name);
-        let serve_only = [
-            GRPC_REQUESTS,
-            GRPC_DURATION,
-            GRPC_IN_FLIGHT,
-            ABORTED,
-            DEADLINE_EXCEEDED,
-            NODE_MOUNT_DURATION,
-            REGISTRATIONS,
-        ]
-        .contains(&name);
-        match self {
-            Scope::Serve => !provisioner_only,
-            Scope::Provisioner => !serve_only,
-        }
-    }
 }
 
 /// What kind of metric a name is.

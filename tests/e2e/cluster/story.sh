@@ -31,7 +31,7 @@ deploy_driver() {
   qcheck apply-k-overlay kubectl apply -k "$HERE/overlay" || return 1
   kubectl get storageclass nfs-client -o jsonpath='{.parameters}{"\n"}'
   local w1=600 w2=300
-  grep -q 'node-driver-registrar' "$REPO/deploy/node.yaml" && w1=150 w2=60   # sidecar images cannot exist here
+  grep -q 'image: .*node-driver-registrar' "$REPO/deploy/node.yaml" && w1=150 w2=60   # sidecar images cannot exist here
   if KTIMEOUT=700 kubectl -n $NS rollout status deployment/nfs-subdir-csi-controller --timeout=${w1}s >>"$DIR/checks.log" 2>&1; then
     pass controller-deployment-available; else fail controller-deployment-available "not available in $w1 s"; fi
   if KTIMEOUT=700 kubectl -n $NS rollout status daemonset/nfs-subdir-csi-node --timeout=${w2}s >>"$DIR/checks.log" 2>&1; then
@@ -155,7 +155,7 @@ teardown_story() {
 }
 
 run_story() {
-  grep -q 'node-driver-registrar' "$REPO/deploy/node.yaml" &&
+  grep -q 'image: .*node-driver-registrar' "$REPO/deploy/node.yaml" &&
     echo "note: deploy/node.yaml still has the node-driver-registrar/livenessprobe sidecars (no image of them can be built here): their containers cannot start"
   deploy_driver
   redis_story

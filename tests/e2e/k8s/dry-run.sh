@@ -2,7 +2,10 @@
 # Server-side dry run of every manifest the project ships, against the real kube-apiserver: each
 # YAML file under deploy/ (deploy/provisioner/ included; the Helm chart rendered with
 # `helm template`, with its default values and with mode=provisioner) and examples/, plus every
-# kustomization (deploy/, deploy/provisioner/). The apiserver runs its full validation and
+# kustomization (deploy/, deploy/provisioner/; a kustomize Component such as
+# deploy/components/sidecars/ through an overlay of deploy/ that uses it, and the chart with
+# sidecars.conventionalLayout=true). The chart's opt-in ServiceMonitor/PodMonitor are not dry-run:
+# their CRDs are not installed here (tests/e2e/manifests checks them). The apiserver runs its full validation and
 # admission, so a wrong field, type or enum value fails here. Namespaces the manifests use are
 # created for real first (a dry run cannot create the namespace the other objects need).
 # Ends with "<name>: N passed, N failed" (tests/e2e/lib.sh); exits non-zero on failure.
@@ -26,7 +29,8 @@ resolve_k8s_bin
 start_cluster
 
 cd "$REPO" || exit 1
-mapfile -t FILES < <(find deploy examples -name '*.yaml' -not -path 'deploy/helm/*' \
+# deploy/components/ holds kustomize patches, not objects: dry-run through an overlay below.
+mapfile -t FILES < <(find deploy examples -name '*.yaml' -not -path 'deploy/helm/*' -not -path 'deploy/components/*' \
   -not -name kustomization.yaml -not -name 'Chart.yaml' -not -name 'values*.yaml' | sort)
 HELM=${HELM:-$(ls "$NSC_CACHE"/bin/helm-v* 2>/dev/null | sort -V | tail -n1)}
 CHARTS=()
@@ -43,7 +47,25 @@ if [ -n "$HELM" ] && "$HELM" version --short >/dev/null 2>&1; then
         eval '"$HELM" template nfs-subdir-csi "$chart" --set mode=provisioner >"$out"'
       CHARTS+=("$out")
     fi
+    if grep -q 'conventionalLayout:' "$chart/values.yaml"; then
+      out="$DIR/$(basename "$chart").sidecars.rendered.yaml"
+      check "helm template $chart --set sidecars.conventionalLayout=true" \
+        eval '"$HELM" template nfs-subdir-csi "$chart" --set sidecars.conventionalLayout=true >"$out"'
+      CHARTS+=("$out")
+    fi
   done
+  # With the monitors on: the Services the ServiceMonitor needs are dry-run; the monitors
+  # themselves cannot be (their CRDs are not installed here).
+  for chart in deploy/helm/*/; do
+    grep -q 'serviceMonitor:' "$chart/values.yaml" 2>/dev/null || continue
+    out="$DIR/$(basename "$chart").monitors.rendered.yaml"
+    check "helm template $chart with metrics.serviceMonitor+podMonitor, monitors left out" \
+      eval '"$HELM" template nfs-subdir-csi "$chart" --set metrics.serviceMonitor.enabled=true \
+        --set metrics.podMonitor.enabled=true --show-only templates/metrics.yaml |
+        awk -v RS="\n---\n" -v ORS="\n---\n" "!/apiVersion: monitoring.coreos.com\\//" >"$out" && grep -q "kind: Service" "$out"'
+    CHARTS+=("$out")
+  done
+  skip "server-side dry run: the chart's ServiceMonitor/PodMonitor objects" "monitoring.coreos.com CRDs are not installed on this apiserver (tests/e2e/manifests checks the render)"
 else
   log "skipped the Helm chart: no helm (tests/e2e/manifests/run.sh builds one; or set HELM)"
 fi
@@ -66,7 +88,17 @@ done
 # Every kustomization: deploy/ (the CSI driver) and deploy/provisioner/ (the sidecar-free mode).
 mapfile -t KUSTOMIZATIONS < <(find deploy -name kustomization.yaml -not -path 'deploy/helm/*' -printf '%h\n' | sort)
 for k in "${KUSTOMIZATIONS[@]}"; do
-  check "server-side dry run: kubectl apply -k $k" dry_run -k "$k"
+  if grep -q '^kind: Component' "$k/kustomization.yaml"; then
+    # A Component builds only inside an overlay: deploy/ with it.
+    ov="$DIR/overlay-$(basename "$k")"
+    mkdir -p "$ov"
+    rel=$(realpath --relative-to="$ov" "$REPO/deploy")
+    printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s\ncomponents:\n  - %s\n' \
+      "$rel" "$(realpath --relative-to="$ov" "$REPO/$k")" >"$ov/kustomization.yaml"
+    check "server-side dry run: deploy/ + component $k" dry_run -k "$ov"
+  else
+    check "server-side dry run: kubectl apply -k $k" dry_run -k "$k"
+  fi
 done
 nothing_created() {
   [ -z "$(kubectl get csidriver,storageclass,statefulset,deployment,daemonset -A -o name 2>/dev/null)" ] &&

@@ -23,6 +23,12 @@ PASS/FAIL line:
   * `kustomize build` of deploy/ and deploy/provisioner/ equals their files,
     and deploy/README.md's overlays of deploy/provisioner/ build and pass;
   * the examples' storageClassName values exist in deploy/;
+  * observability.py / layout.py: the node DaemonSet is one container registering itself, each
+    driver's liveness probe is its --http-address port; deploy/components/sidecars/ builds the
+    registrar + livenessprobe layout and equals the chart's sidecars.conventionalLayout=true;
+    the opt-in ServiceMonitor/PodMonitor render and reach every driver's `http` port; the
+    Grafana dashboard's PromQL names only metrics of the contract (the binary's /metrics, else
+    README's table) and shows every family;
   * when a built binary exists (target/{release,debug}/nfs-subdir-csi or
     $NFS_SUBDIR_CSI_BIN), every flag the manifests pass to it is one it has
     (`serve --help` / `provisioner --help`), and every env var one it reads;
@@ -436,9 +442,12 @@ def rules_grant(rules: list[dict], group: str, resource: str, verbs: Iterable[st
     return missing
 
 
-def deploy_rules(objs: list[dict], driver: str = DRIVER_NAME) -> list[str]:
-    """The deployment rules of issue 4 / DESIGN.md, on a set of plain objects."""
-    p: list[str] = []
+def deploy_rules(objs: list[dict], driver: str = DRIVER_NAME, layout: str = "single") -> list[str]:
+    """The deployment rules of issue 4 / DESIGN.md, on a set of plain objects. layout: "single"
+    (one-container node, the driver's own registration and /healthz) or "sidecars" (the
+    registrar and livenessprobe sidecars of deploy/components/sidecars/); see layout.py."""
+    import layout as layout_rules  # tests/e2e/manifests/layout.py (imports this module back)
+    p: list[str] = layout_rules.layout_rules(objs, driver, layout)
 
     # CSIDriver
     drivers = find(objs, "CSIDriver")
@@ -521,10 +530,6 @@ def deploy_rules(objs: list[dict], driver: str = DRIVER_NAME) -> list[str]:
                     p.append(f"controller: csi-provisioner lacks {f}")
             if flag_value(prov, "--csi-address") != "/csi/csi.sock":
                 p.append("controller: csi-provisioner --csi-address is not /csi/csi.sock")
-        if sidecar(ps, "livenessprobe") is None:
-            p.append("controller: livenessprobe sidecar missing")
-        if d is not None and (d.get("livenessProbe") is None):
-            p.append("controller: driver container has no livenessProbe (served by the livenessprobe sidecar)")
         sa = ps.get("serviceAccountName")
         if not find(objs, "ServiceAccount", sa):
             p.append(f"controller: serviceAccountName {sa!r} has no ServiceAccount")
@@ -555,29 +560,6 @@ def deploy_rules(objs: list[dict], driver: str = DRIVER_NAME) -> list[str]:
                             == m.get("mountPath")]
             if not kubelet_dirs:
                 p.append("node: no Bidirectional hostPath mount of the kubelet dir at the same path")
-            if d.get("livenessProbe") is None:
-                p.append("node: driver container has no livenessProbe")
-        reg = sidecar(ps, "csi-node-driver-registrar")
-        if reg is None:
-            p.append("node: csi-node-driver-registrar sidecar missing")
-        else:
-            rp = flag_value(reg, "--kubelet-registration-path") or ""
-            if f"/plugins/{driver}/" not in rp:
-                p.append(f"node: --kubelet-registration-path {rp!r} is not under plugins/{driver}/")
-            sock_dir = rp.rsplit("/", 1)[0]
-            csi_mount = [m for m in (reg.get("volumeMounts") or []) if m.get("mountPath") == "/csi"]
-            if not csi_mount:
-                p.append("node: registrar does not mount the socket dir at /csi")
-            else:
-                hp = ((vols.get(csi_mount[0]["name"]) or {}).get("hostPath") or {}).get("path")
-                if hp != sock_dir:
-                    p.append(f"node: socket dir hostPath {hp!r} != registration path dir {sock_dir!r}")
-            reg_mount = [m for m in (reg.get("volumeMounts") or []) if m.get("mountPath") == "/registration"]
-            if not reg_mount or not (((vols.get(reg_mount[0]["name"]) or {}).get("hostPath") or {})
-                                     .get("path", "").endswith("/plugins_registry")):
-                p.append("node: registrar needs the kubelet plugins_registry dir at /registration")
-        if sidecar(ps, "livenessprobe") is None:
-            p.append("node: livenessprobe sidecar missing")
 
     # RBAC for csi-provisioner
     crs = find(objs, "ClusterRole")
@@ -703,7 +685,8 @@ def provisioner_rules(objs: list[dict], base: list[dict], base_install: bool = T
     StorageClasses of its provisioner name, and nothing that clashes with deploy/.
     base_install=False is for overlays (deploy/README.md's): they may drop the example class and
     add CAP_SYS_ADMIN, with what mounting then needs."""
-    p: list[str] = []
+    import layout  # tests/e2e/manifests/layout.py
+    p: list[str] = layout.provisioner_http_rules(objs)
     deps = find(objs, "Deployment")
     if len(deps) != 1:
         return p + [f"expected one Deployment, found {[ident(d) for d in deps]}"]
@@ -1053,6 +1036,8 @@ def main() -> int:
     ap.add_argument("--helm", help="helm binary (chart checks fail without it)")
     ap.add_argument("--kustomize", help="kustomize command, e.g. 'kubectl kustomize' (skipped when empty)")
     args = ap.parse_args()
+    # layout.py and monitoring.py import this module by name: let them find this one.
+    sys.modules.setdefault("check_manifests", sys.modules[__name__])
     root: Path = args.root.resolve()
     deploy = root / "deploy"
     chart = deploy / "helm" / "nfs-subdir-csi"
@@ -1376,6 +1361,13 @@ def main() -> int:
                       [] if objs is None and "mode must be csi or provisioner" in err
                       else [f"mode=both rendered or failed otherwise: {err or 'rendered'}"])
 
+    # ---- 6b. one-container node, sidecar component, monitors, dashboard (observability.py)
+    obs_objs: list[dict] = []
+    with guard(rep, 'observability'):
+        import observability  # tests/e2e/manifests/observability.py
+        obs_objs = observability.run(rep, root, chart, args.helm, args.kustomize, plain,
+                                     find_driver_binary(root))
+
     # ---- 7. the driver binary accepts the flags the manifests give it
     with guard(rep, 'driver command line'):
         rep.section("driver command line (flags in the manifests vs the built binary)")
@@ -1385,7 +1377,7 @@ def main() -> int:
         else:
             shown = binary.relative_to(root) if binary.is_relative_to(root) else binary
             objs = (plain + prov + overlay_objs + (rendered or []) + (custom_objs or [])
-                    + (prov_rendered or []) + (prov_custom_objs or []))
+                    + (prov_rendered or []) + (prov_custom_objs or []) + obs_objs)
             problems, n = cli_flag_problems(binary, objs)
             rep.check(f"every driver flag and env var in deploy/, deploy/provisioner/ and the chart exists in "
                       f"`{shown} serve --help` / `provisioner --help`",
