@@ -14,6 +14,7 @@ pub mod controller;
 pub mod csi;
 pub mod error;
 pub mod guard;
+pub mod h2_authority;
 pub mod http;
 pub mod metrics;
 pub mod mount;

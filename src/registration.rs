@@ -140,7 +140,11 @@ async fn run(
             },
         };
         tracing::info!(socket = %path.display(), "serving kubelet plugin registration");
-        let incoming = tokio_stream::wrappers::UnixListenerStream::new(bound);
+        // kubelet sends the socket path as :authority; the relay makes it one h2 accepts
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::UnixListenerStream::new(bound),
+            |c| c.map(crate::h2_authority::relay),
+        );
         let again = refused.clone();
         let mut stop2 = stop.clone();
         let (fired_tx, mut fired_rx) = watch::channel(false);
