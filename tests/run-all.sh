@@ -32,6 +32,7 @@ stage example       cargo run --locked --example lifecycle
 stage manifests     bash tests/e2e/manifests/run.sh
 stage nfs-guest     bash tests/e2e/nfs-guest/run.sh
 stage kubernetes    bash tests/e2e/k8s/run.sh
+stage cluster       bash tests/e2e/cluster/run.sh
 
 echo; echo "=== summary"
 pass=0; fail=0

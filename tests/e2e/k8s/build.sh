@@ -14,15 +14,21 @@
 # Env knobs:
 #   K8S_VERSION          (default v1.37.2)  k8s.io/kubernetes version
 #   PROVISIONER_MODULE   (default github.com/kubernetes-csi/external-provisioner/v6)
-#   PROVISIONER_VERSION  (default v6.4.0)
+#   PROVISIONER_VERSION  (default: the tag deploy/controller.yaml runs, so the tests exercise what
+#                        users deploy, and the image build in deploy/image reuses this Go build cache)
 #   NSC_CACHE            cache root (tests/e2e/lib.sh; default ${XDG_CACHE_HOME:-$HOME/.cache}/nfs-subdir-csi)
 #   NSC_GO_P             go build -p (default 2; the machine has 2 cores shared with cargo)
-#   NSC_K8S_BINS         space-separated subset to build (default: all five)
+#   NSC_K8S_BINS         space-separated subset to build (default: the five above; tests/e2e/cluster
+#                        adds kube-scheduler, kubelet and kube-proxy, from the same scratch module)
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.37.2}
 PROVISIONER_MODULE=${PROVISIONER_MODULE:-github.com/kubernetes-csi/external-provisioner/v6}
-PROVISIONER_VERSION=${PROVISIONER_VERSION:-v6.4.0}
+if [ -z "${PROVISIONER_VERSION:-}" ]; then
+  PROVISIONER_VERSION=$(sed -n 's|^ *image: .*/csi-provisioner:\(v[0-9.]*\)$|\1|p' \
+    "$(dirname "${BASH_SOURCE[0]}")/../../../deploy/controller.yaml" | head -n1)
+  [ -n "$PROVISIONER_VERSION" ] || { echo "build.sh: no csi-provisioner tag in deploy/controller.yaml" >&2; exit 2; }
+fi
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"   # NSC_CACHE
 ROOT="$NSC_CACHE/k8s-$K8S_VERSION"
@@ -61,7 +67,7 @@ todo_k8s=() todo_prov=0
 for b in $WANT; do
   if is_fresh "$b"; then log "$b: cached ($(cat "$BIN/.$b.stamp"))"; continue; fi
   case "$b" in
-    etcd|kube-apiserver|kube-controller-manager|kubectl|kube-scheduler) todo_k8s+=("$b") ;;
+    etcd|kube-apiserver|kube-controller-manager|kubectl|kube-scheduler|kubelet|kube-proxy) todo_k8s+=("$b") ;;
     csi-provisioner) todo_prov=1 ;;
     *) die "unknown binary $b" ;;
   esac
@@ -99,6 +105,8 @@ if [ ${#todo_k8s[@]} -gt 0 ]; then
     echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
     echo "	k8s.io/kubernetes/cmd/kube-scheduler"
     echo "	k8s.io/kubernetes/cmd/kubectl"
+    echo "	k8s.io/kubernetes/cmd/kubelet"
+    echo "	k8s.io/kubernetes/cmd/kube-proxy"
     echo ")"
   } >"$MOD/go.mod.new"
   if ! cmp -s "$MOD/go.mod.new" "$MOD/go.mod.gen" 2>/dev/null; then

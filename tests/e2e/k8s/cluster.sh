@@ -14,7 +14,10 @@
 #
 # Env: NSC_K8S_BIN (dir with the binaries; default: built/cached by build.sh next to this file),
 #      NSC_K8S_READY_TIMEOUT (seconds, default 120), NSC_CLUSTER_OWNER_PID,
-#      NSC_NO_PIDNS=1 (skip the PID namespace; stop then kills the supervisor's process group).
+#      NSC_NO_PIDNS=1 (skip the PID namespace; stop then kills the supervisor's process group),
+#      NSC_K8S_SCHEDULER=1 (also run kube-scheduler, for clusters with a real kubelet: tests/e2e/cluster),
+#      NSC_APISERVER_SANS (extra subjectAltName entries for the serving cert, e.g. "IP:10.0.2.2"),
+#      NSC_APISERVER_ARGS (extra kube-apiserver flags, word-split; later flags override earlier ones).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -63,10 +66,11 @@ gen_certs() { # <pki dir>
     }
     sign apiserver "/CN=kube-apiserver" \
       "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
-      "subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:${SERVICE_CIDR%.*/*}.1"
+      "subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:${SERVICE_CIDR%.*/*}.1${NSC_APISERVER_SANS:+,$NSC_APISERVER_SANS}"
     client=("basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=clientAuth")
     sign admin "/O=system:masters/CN=nsc-admin" "${client[@]}"
     sign kcm "/CN=system:kube-controller-manager" "${client[@]}"
+    sign scheduler "/CN=system:kube-scheduler" "${client[@]}"
     # service-account token signing key pair
     ec sa.key
     openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
@@ -130,7 +134,7 @@ supervise() {
   teardown() {
     stopping=1
     local n
-    for n in kube-controller-manager kube-apiserver etcd owner-watch; do
+    for n in kube-scheduler kube-controller-manager kube-apiserver etcd owner-watch; do
       [ -n "${pids[$n]:-}" ] && kill -TERM "${pids[$n]}" 2>/dev/null || true
     done
     for _ in $(seq 1 20); do
@@ -178,7 +182,7 @@ supervise() {
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" --endpoint-reconciler-type none \
     --authorization-mode Node,RBAC --allow-privileged=true --profiling=false \
-    >"$logs/kube-apiserver.log" 2>&1 &
+    ${APISERVER_ARGS:-} >"$logs/kube-apiserver.log" 2>&1 &
   pids[kube-apiserver]=$!
   # kube-controller-manager exits at once if the apiserver does not answer: start it afterwards
   until KUBECONFIG="$dir/run/kcm.kubeconfig" "$NSC_K8S_BIN/kubectl" get --raw /readyz >/dev/null 2>&1; do
@@ -197,7 +201,13 @@ supervise() {
     --flex-volume-plugin-dir "$dir/run/flexvolume" \
     >"$logs/kube-controller-manager.log" 2>&1 &
   pids[kube-controller-manager]=$!
-
+  if [ "${SCHEDULER:-}" = 1 ]; then
+    "$NSC_K8S_BIN/kube-scheduler" --kubeconfig "$dir/run/scheduler.kubeconfig" \
+      --authentication-kubeconfig "$dir/run/scheduler.kubeconfig" --authorization-kubeconfig "$dir/run/scheduler.kubeconfig" \
+      --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --leader-elect=false --profiling=false \
+      >"$logs/kube-scheduler.log" 2>&1 &
+    pids[kube-scheduler]=$!
+  fi
 
   echo "supervisor: started etcd=${pids[etcd]} kube-apiserver=${pids[kube-apiserver]} kube-controller-manager=${pids[kube-controller-manager]} (namespace pids)" 
   local rc=0
@@ -228,7 +238,7 @@ cmd_start() {
     bin=$(bash "$HERE/build.sh" | tail -n1) || die "build.sh failed"
   fi
   local b
-  for b in etcd kube-apiserver kube-controller-manager kubectl; do
+  for b in etcd kube-apiserver kube-controller-manager kubectl ${NSC_K8S_SCHEDULER:+kube-scheduler}; do
     [ -x "$bin/$b" ] || die "$bin/$b missing"
   done
 
@@ -236,19 +246,23 @@ cmd_start() {
   gen_certs "$dir/pki"
   log "certificates generated in $(since "$t") ($dir/pki)"
 
-  local etcd_port etcd_peer api_port kcm_port
-  etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port); kcm_port=$(free_port)
+  local etcd_port etcd_peer api_port kcm_port sched_port
+  etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port); kcm_port=$(free_port); sched_port=$(free_port)
   cat >"$dir/run/cluster.env" <<EOF
 NSC_K8S_BIN='$bin'
 ETCD_PORT=$etcd_port
 ETCD_PEER_PORT=$etcd_peer
 API_PORT=$api_port
 KCM_PORT=$kcm_port
+SCHED_PORT=$sched_port
+SCHEDULER='${NSC_K8S_SCHEDULER:-}'
+APISERVER_ARGS='${NSC_APISERVER_ARGS:-}'
 SERVICE_CIDR='$SERVICE_CIDR'
 OWNER_PID='${NSC_CLUSTER_OWNER_PID:-}'
 EOF
   write_kubeconfig "$dir/kubeconfig" "https://127.0.0.1:$api_port" "$dir/pki" admin
   write_kubeconfig "$dir/run/kcm.kubeconfig" "https://127.0.0.1:$api_port" "$dir/pki" kcm
+  write_kubeconfig "$dir/run/scheduler.kubeconfig" "https://127.0.0.1:$api_port" "$dir/pki" scheduler
   log "ports: etcd=$etcd_port/$etcd_peer apiserver=$api_port kcm=$kcm_port"
 
   # Launch the supervisor detached (own session), in its own PID namespace when we can.

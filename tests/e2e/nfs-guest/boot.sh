@@ -75,6 +75,10 @@
 #   NFS_GUEST_MEM=1024 NFS_GUEST_SMP=2 NFS_GUEST_ACCEL=auto|tcg|kvm  NFS_GUEST_KVER (kernel version)
 #   NFS_GUEST_QUIET=1  do not echo the serial console (still saved in $NFS_GUEST_WORK/serial.log)
 #   NFS_GUEST_NO_INSTALL=1  never call apt-get (fail if something is missing)
+#   NFS_GUEST_SHARE_NET=1   run ganesha + qemu in the caller's network namespace (no --net unshare):
+#                      for a caller that already made its own namespace and serves the guest there
+#                      (tests/cluster: the control plane at 10.0.2.2 for the guest's kubelet)
+#   NFS_GUEST_NETDEV_OPTS   extra options of qemu's `-netdev user` (e.g. hostfwd=tcp:10.0.2.15:10250-:10250)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -265,7 +269,7 @@ QEMU=(qemu-system-x86_64 -accel "$ACCEL" -m "${NFS_GUEST_MEM:-1024}" -smp "${NFS
 QEMU+=(-nodefaults -no-user-config -display none -serial stdio -monitor none -no-reboot
   -kernel "$KERNEL" -initrd "$WORK/initrd.cpio"
   -append "console=ttyS0 panic=-1 loglevel=6 mitigations=off"
-  -netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile=
+  -netdev "user,id=n0${NFS_GUEST_NETDEV_OPTS:+,$NFS_GUEST_NETDEV_OPTS}" -device virtio-net-pci,netdev=n0,romfile=
   -device virtio-rng-pci
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
   -virtfs "local,path=$SHARE,mount_tag=results,security_model=none,multidevs=remap")
@@ -285,7 +289,8 @@ T_RUN=$(now)
 export NG_WORK=$WORK NG_SHARE=$SHARE NG_GANESHA=$G NFS_PORT NFS_MOUNT_PORT NFS_GUEST_TIMEOUT
 NG_QEMU=$(printf '%q ' "${QEMU[@]}")
 export NG_QEMU
-unshare --net --mount --pid --fork --kill-child --mount-proc --propagation private \
+net_ns=(--net); [[ ${NFS_GUEST_SHARE_NET:-} == 1 ]] && net_ns=()
+unshare "${net_ns[@]}" --mount --pid --fork --kill-child --mount-proc --propagation private \
   "$BASH" "$HERE/netns.sh" || log "namespace runner exited with $?"
 T_QEMU_WALL=$(el "$T_RUN")
 
