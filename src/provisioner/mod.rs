@@ -336,3 +336,6 @@ mod tests {
         assert!(e.to_string().contains("create PV pvc-1"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod watch_api_tests;
