@@ -2,15 +2,9 @@
 //! cannot force: the PV create refused (403) or raced (409), and the events each case publishes.
 
 use super::*;
-use crate::controller::Volumes;
-use crate::metrics::Metrics;
 use crate::provisioner::fixtures::{self, ApiServer, status};
 use crate::provisioner::pv::tests::{claim, class};
-use crate::share::Shares;
-use crate::volume::{OnDelete, params::Defaults};
-use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
-use std::time::Duration;
 
 const PV: &str = "/api/v1/persistentvolumes/pvc-1234-abcd";
 const PVS: &str = "/api/v1/persistentvolumes";
@@ -20,33 +14,7 @@ const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
 /// A context on a scripted API server, with a temp dir as the default share.
 fn context(share: &std::path::Path) -> (Arc<Context>, ApiServer) {
     let (client, api) = fixtures::client();
-    let spec = crate::volume::ShareSpec::new(None, share.to_str().unwrap(), vec![]).unwrap();
-    let shares = Arc::new(Shares::new(
-        Some(spec.clone()),
-        share.join(".work"),
-        Metrics::off(),
-    ));
-    let defaults = Defaults {
-        share: Some(spec.path),
-        on_delete: OnDelete::Delete,
-        mount_permissions: 0o777,
-    };
-    let reporter = Reporter {
-        controller: "test".into(),
-        instance: Some("test-0".into()),
-    };
-    let ctx = Context {
-        recorder: Recorder::new(client.clone(), reporter),
-        client,
-        volumes: Volumes::new(shares, defaults, Metrics::off()),
-        provisioner: "nfs-subdir.csi.rs".into(),
-        driver: "nfs-subdir.csi.rs".into(),
-        identity: "test-0".into(),
-        nfs_export: None,
-        timeout: Duration::from_secs(10),
-        metrics: Metrics::off(),
-    };
-    (Arc::new(ctx), api)
+    (fixtures::context(client, share), api)
 }
 
 /// Answers an event create with the event as stored; returns its reason.

@@ -2,9 +2,16 @@
 //! fixtures use it). A test lists the requests it expects, in order, with the answer to each; a
 //! request that was not expected fails the test, and so does an expected one that never comes.
 
+use super::Context;
+use crate::controller::Volumes;
+use crate::metrics::Metrics;
+use crate::share::Shares;
+use crate::volume::{OnDelete, params::Defaults};
 use http::{Request, Response};
 use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 use tower_test::mock::{self, Handle};
 
@@ -101,5 +108,35 @@ pub fn status(code: u16, reason: &str) -> Value {
     json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": format!("{reason} (scripted)"), "reason": reason, "code": code,
+    })
+}
+
+/// A context on a mocked client, with a temp dir as the default share.
+pub fn context(client: kube::Client, share: &std::path::Path) -> Arc<Context> {
+    let spec = crate::volume::ShareSpec::new(None, share.to_str().unwrap(), vec![]).unwrap();
+    let shares = Arc::new(Shares::new(
+        Some(spec.clone()),
+        share.join(".work"),
+        Metrics::off(),
+    ));
+    let defaults = Defaults {
+        share: Some(spec.path),
+        on_delete: OnDelete::Delete,
+        mount_permissions: 0o777,
+    };
+    let reporter = Reporter {
+        controller: "test".into(),
+        instance: Some("test-0".into()),
+    };
+    Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        volumes: Volumes::new(shares, defaults, Metrics::off()),
+        provisioner: "nfs-subdir.csi.rs".into(),
+        driver: "nfs-subdir.csi.rs".into(),
+        identity: "test-0".into(),
+        nfs_export: None,
+        timeout: Duration::from_secs(10),
+        metrics: Metrics::off(),
     })
 }

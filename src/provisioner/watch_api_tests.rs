@@ -3,10 +3,8 @@
 //! claim that only the re-list shows is still provisioned once (its directory and one PV create).
 
 use super::*;
-use crate::provisioner::fixtures::status;
+use crate::provisioner::fixtures::{self, status};
 use crate::provisioner::pv::tests::{claim, class};
-use crate::share::Shares;
-use crate::volume::{OnDelete, params::Defaults};
 use http::{Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};
@@ -18,36 +16,6 @@ const PVS: &str = "/api/v1/persistentvolumes";
 const PV: &str = "/api/v1/persistentvolumes/pvc-1234-abcd";
 const CLASS: &str = "/apis/storage.k8s.io/v1/storageclasses/nfs-client";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
-
-/// A context on a mocked client, with a temp dir as the default share.
-fn context(client: kube::Client, share: &std::path::Path) -> Arc<Context> {
-    let spec = crate::volume::ShareSpec::new(None, share.to_str().unwrap(), vec![]).unwrap();
-    let shares = Arc::new(Shares::new(
-        Some(spec.clone()),
-        share.join(".work"),
-        Metrics::off(),
-    ));
-    let defaults = Defaults {
-        share: Some(spec.path),
-        on_delete: OnDelete::Delete,
-        mount_permissions: 0o777,
-    };
-    let reporter = Reporter {
-        controller: "test".into(),
-        instance: Some("test-0".into()),
-    };
-    Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
-        client,
-        volumes: Volumes::new(shares, defaults, Metrics::off()),
-        provisioner: "nfs-subdir.csi.rs".into(),
-        driver: "nfs-subdir.csi.rs".into(),
-        identity: "test-0".into(),
-        nfs_export: None,
-        timeout: Duration::from_secs(10),
-        metrics: Metrics::off(),
-    })
-}
 
 fn list(kind: &str, items: Vec<Value>, version: &str) -> Value {
     json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": version},
@@ -164,7 +132,7 @@ async fn after_a_410_on_the_claim_watch_the_controller_relists_and_provisions_th
     let client = kube::Client::new(service, "default");
     let (tx, mut rx) = mpsc::unbounded_channel();
     let server = tokio::spawn(serve(handle, tx));
-    let ctx = context(client.clone(), share.path());
+    let ctx = fixtures::context(client.clone(), share.path());
     let running = tokio::spawn(controllers(client, ctx));
 
     // Until the claim is provisioned and the claim watch is back; a hang is a failure, not a skip.
