@@ -57,17 +57,23 @@ fi
 # ---- the driver and Prometheus, on free loopback ports ----
 work=$(mktemp -d /tmp/nsc-metrics.XXXXXX)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# first_scrape WHO PORT OUT LOG: wait up to 10 s for /metrics on PORT, keep the text in OUT.
+first_scrape() {
+  local who=$1 port=$2 out=$3 log=$4
+  for _ in $(seq 100); do curl -fsS -o "$out" "http://127.0.0.1:$port/metrics" 2>/dev/null && break; sleep 0.1; done
+  if [ -s "$out" ]; then
+    pass "$who serves /metrics on 127.0.0.1:$port"
+  else
+    fail "$who serves /metrics on 127.0.0.1:$port" "no answer in 10 s: $(tail -n3 "$log")"; finish
+  fi
+}
+
 dport=$(free_port)
 "$driver" serve --endpoint "unix://$work/csi.sock" --default-share "$work/share" \
   --working-mount-dir "$work/work" --nodeid metrics-node --http-address "127.0.0.1:$dport" \
   >"$work/driver.log" 2>&1 &
 dpid=$!
-for _ in $(seq 100); do curl -fsS -o "$work/metrics-start.txt" "http://127.0.0.1:$dport/metrics" 2>/dev/null && break; sleep 0.1; done
-if [ -s "$work/metrics-start.txt" ]; then
-  pass "driver serves /metrics on 127.0.0.1:$dport"
-else
-  fail "driver serves /metrics on 127.0.0.1:$dport" "no answer in 10 s: $(tail -n3 "$work/driver.log")"; finish
-fi
+first_scrape driver "$dport" "$work/metrics-start.txt" "$work/driver.log"
 
 # The provisioner's own families (claims, leader, reconcile errors): `provisioner` with an API
 # server address nothing listens on keeps retrying, its /metrics up; a second scrape job.
@@ -84,12 +90,7 @@ EOF
 KUBECONFIG="$work/kubeconfig" "$driver" provisioner --default-share "$work/prov-share" \
   --http-address "127.0.0.1:$vport" >"$work/provisioner.log" 2>&1 &
 vpid=$!
-for _ in $(seq 100); do curl -fsS -o "$work/prov-metrics-start.txt" "http://127.0.0.1:$vport/metrics" 2>/dev/null && break; sleep 0.1; done
-if [ -s "$work/prov-metrics-start.txt" ]; then
-  pass "provisioner serves /metrics on 127.0.0.1:$vport"
-else
-  fail "provisioner serves /metrics on 127.0.0.1:$vport" "no answer in 10 s: $(tail -n3 "$work/provisioner.log")"; finish
-fi
+first_scrape provisioner "$vport" "$work/prov-metrics-start.txt" "$work/provisioner.log"
 
 pport=$(free_port)
 cat >"$work/prometheus.yml" <<EOF
