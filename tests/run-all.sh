@@ -12,27 +12,49 @@ export PATH=$PATH:/usr/local/go/bin:$HOME/go/bin:$HOME/.cargo/bin
 export CARGO_TERM_COLOR=never
 [ "$(id -u)" = 0 ] || { echo "run-all: needs root (real mounts, namespaces, ganesha)"; exit 2; }
 
+# A clean clone needs roughly 25 GB free (debug build ~8 GB, Go builds of Kubernetes, the QEMU guest,
+# images); say so up front instead of failing deep inside a linker with ENOSPC.
+free_gb=$(df -Pk "$repo" | awk 'NR==2 {print int($4 / 1048576)}')
+echo "run-all: $free_gb GB free on $(df -P "$repo" | awk 'NR==2 {print $6}'), $(nproc) CPUs"
+[ "$free_gb" -ge 25 ] || echo "run-all: WARNING: less than 25 GB free; builds may fail with 'No space left on device'"
+
+# Whole-run budget: CI stops a run at 90 min and then lands nothing, so every stage gets at most its own
+# budget and never more than what is left of 85 min; a stage past its budget is killed and FAILs.
+run_budget=${NSC_RUN_BUDGET:-5100}
 declare -a names=() results=() times=()
-stage() {   # stage NAME COMMAND...
-  local name=$1; shift
-  local t0=$SECONDS
+build_ok=1
+stage() {   # stage NAME BUDGET_SECONDS NEEDS_BUILD(0|1) COMMAND...
+  local name=$1 budget=$2 needs_build=$3; shift 3
+  local t0=$SECONDS left=$((run_budget - SECONDS)) rc=0
+  [ "$budget" -le "$left" ] || budget=$left
   echo; echo "=== $name: $*"
-  if "$@"; then results+=(PASS); else results+=(FAIL); fi
+  if [ "$needs_build" = 1 ] && [ "$build_ok" = 0 ]; then
+    echo "=== $name: not run: the build stage failed, so there is no binary to test"
+    rc=1
+  elif [ "$budget" -le 0 ]; then
+    echo "=== $name: not run: the run's ${run_budget} s budget is spent"
+    rc=1
+  else
+    timeout --kill-after=30 "$budget" "$@" || rc=$?
+    [ $rc -ne 124 ] || echo "=== $name: killed after its budget of $budget s"
+  fi
+  if [ $rc = 0 ]; then results+=(PASS); else results+=(FAIL); fi
   names+=("$name"); times+=($((SECONDS - t0)))
   echo "=== $name: ${results[-1]} in $((SECONDS - t0)) s"
 }
 
-stage format        cargo fmt --check
-stage clippy        cargo clippy --all-targets --locked -- -D warnings
-stage build         cargo build --locked --all-targets
-stage cargo-test    cargo test --locked -- --test-threads=2
-stage csi-sanity    bash tests/e2e/csi-sanity/run.sh target/debug/nfs-subdir-csi
-stage metrics       bash tests/e2e/metrics/run.sh target/debug/nfs-subdir-csi
-stage example       cargo run --locked --example lifecycle
-stage manifests     bash tests/e2e/manifests/run.sh
-stage nfs-guest     bash tests/e2e/nfs-guest/run.sh
-stage kubernetes    bash tests/e2e/k8s/run.sh
-stage cluster       bash tests/e2e/cluster/run.sh
+stage format      60 0 cargo fmt --check
+stage clippy     900 0 cargo clippy --all-targets --locked -- -D warnings
+stage build      900 0 cargo build --locked --all-targets
+[ "${results[-1]}" = PASS ] || build_ok=0
+stage cargo-test 900 1 cargo test --locked -- --test-threads=2
+stage csi-sanity 600 1 bash tests/e2e/csi-sanity/run.sh target/debug/nfs-subdir-csi
+stage metrics    300 1 bash tests/e2e/metrics/run.sh target/debug/nfs-subdir-csi
+stage example    300 1 cargo run --locked --example lifecycle
+stage manifests  900 0 bash tests/e2e/manifests/run.sh
+stage nfs-guest 1200 1 bash tests/e2e/nfs-guest/run.sh
+stage kubernetes 1800 1 bash tests/e2e/k8s/run.sh
+stage cluster   2400 1 bash tests/e2e/cluster/run.sh
 
 echo; echo "=== summary"
 pass=0; fail=0
@@ -40,5 +62,5 @@ for i in "${!names[@]}"; do
   printf '  %-12s %s  %4d s\n' "${names[$i]}" "${results[$i]}" "${times[$i]}"
   if [ "${results[$i]}" = PASS ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
 done
-echo "stages: $pass passed, $fail failed"
+echo "stages: $pass passed, $fail failed in $SECONDS s"
 [ "$fail" = 0 ]

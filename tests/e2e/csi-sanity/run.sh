@@ -14,6 +14,7 @@ repo=$(cd "$here/../../.." && pwd)
 # shellcheck source=tests/e2e/lib.sh
 . "$here/../lib.sh"
 driver=${1:-$repo/target/debug/nfs-subdir-csi}
+[ -x "$driver" ] || { echo "csi-sanity: no driver binary at $driver (build it first)"; exit 1; }
 sanity=$(bash "$here/install.sh" | tail -n1)
 work=$(mktemp -d /tmp/nsc-sanity.XXXXXX)
 pid=
@@ -38,9 +39,10 @@ sanity() {
     "$@" >"$d/driver.log" 2>&1 &
   pid=$!
   for _ in $(seq 200); do [ -S "$d/csi.sock" ] && break; sleep 0.05; done
+  [ -S "$d/csi.sock" ] || { tail -20 "$d/driver.log"; fail "csi-sanity-$label" "the driver made no socket"; stop_driver; return 0; }
   local args=(--csi.endpoint "$d/csi.sock" --csi.mountdir "$d/mnt" --csi.stagingdir "$d/stage"
     --csi.testvolumesize 1073741824 --csi.testvolumeexpandsize 2147483648
-    --ginkgo.junit-report "$d/junit.xml" --ginkgo.no-color)
+    --ginkgo.junit-report "$d/junit.xml" --ginkgo.no-color --ginkgo.timeout=4m)
   [ -z "$params" ] || { echo "$params" >"$d/params.yaml"; args+=(--csi.testvolumeparameters "$d/params.yaml"); }
   echo "--- csi-sanity $label: serve $* ${params:+; parameters: $params}"
   "$sanity" "${args[@]}" >"$d/sanity.log" 2>&1 || rc=$?
