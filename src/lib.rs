@@ -11,6 +11,7 @@
 pub mod blocking;
 pub mod cli;
 pub mod controller;
+pub mod copy;
 pub mod csi;
 pub mod endpoint;
 pub mod error;
