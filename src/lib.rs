@@ -25,6 +25,7 @@ pub mod registration;
 pub mod server;
 pub mod setup;
 pub mod share;
+pub mod snapshot;
 pub mod token;
 pub mod volume;
 

@@ -35,7 +35,7 @@ fn keeps_modes_times_links_holes_and_xattrs() {
     )
     .unwrap();
     let xattr = rustix::fs::setxattr(
-        &src.join("plain"),
+        src.join("plain"),
         "user.note",
         b"kept",
         rustix::fs::XattrFlags::empty(),
@@ -45,14 +45,14 @@ fn keeps_modes_times_links_holes_and_xattrs() {
     let old = filetime(1_500_000_000, 123_456_789);
     rustix::fs::utimensat(
         rustix::fs::CWD,
-        &src.join("sub"),
+        src.join("sub"),
         &old,
         rustix::fs::AtFlags::empty(),
     )
     .unwrap();
     rustix::fs::utimensat(
         rustix::fs::CWD,
-        &src.join("abs-link"),
+        src.join("abs-link"),
         &old,
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
@@ -105,7 +105,7 @@ fn keeps_modes_times_links_holes_and_xattrs() {
     );
     if xattr {
         let mut buf = vec![0u8; 16];
-        let n = rustix::fs::getxattr(&dst.join("plain"), "user.note", &mut buf).unwrap();
+        let n = rustix::fs::getxattr(dst.join("plain"), "user.note", &mut buf).unwrap();
         assert_eq!(&buf[..n], b"kept");
     } else {
         eprintln!("SKIP xattr check: the temp filesystem has no user.* xattrs");

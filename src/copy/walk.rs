@@ -305,10 +305,10 @@ pub fn measure(dir: &OwnedFd) -> io::Result<Usage> {
             usage.entries += 1;
             match FileType::from_raw_mode(st.st_mode) {
                 FileType::Directory => stack.push((parent.clone(), name)),
-                FileType::RegularFile => {
-                    if st.st_nlink <= 1 || seen.insert((st.st_dev as u64, st.st_ino as u64)) {
-                        usage.allocated += st.st_blocks as u64 * 512;
-                    }
+                FileType::RegularFile
+                    if (st.st_nlink <= 1 || seen.insert((st.st_dev as u64, st.st_ino as u64))) =>
+                {
+                    usage.allocated += st.st_blocks as u64 * 512;
                 }
                 _ => {}
             }
