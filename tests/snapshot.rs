@@ -333,3 +333,92 @@ async fn kill_9_while_restoring_leaves_no_half_volume_and_the_retry_completes() 
     assert!(done.is_some(), "the retried restore never completed");
     assert_same_tree(&d.share().join("pvc-big"), &d.share().join("pvc-restored"));
 }
+
+#[tokio::test]
+async fn deleting_a_snapshot_being_cut_stops_the_copy() {
+    let d = Driver::start(&[]).await;
+    let mut c = d.controller();
+    let src = create(&mut c, "pvc-big", GIB, &[]).await;
+    fill_big(&d.share().join("pvc-big"));
+    let snaps = d.share().join(".nfs-subdir-csi/snapshots");
+    let req = pb::CreateSnapshotRequest {
+        name: "snapshot-big".into(),
+        source_volume_id: src.volume_id.clone(),
+        ..Default::default()
+    };
+    let mut c2 = c.clone();
+    let call = tokio::spawn(async move { c2.create_snapshot(req).await });
+    let watch = snaps.clone();
+    let seen = tokio::task::spawn_blocking(move || wait_for_entry(&watch, ".tmp-"));
+    assert!(seen.await.unwrap(), "no snapshot copy started");
+    // The documented id form, built without the CreateSnapshot answer.
+    let id = format!("nss1##{}#snapshot-big#copy#pvc-big#", d.share().display());
+    let del = pb::DeleteSnapshotRequest {
+        snapshot_id: id.clone(),
+        ..Default::default()
+    };
+    c.delete_snapshot(del).await.expect("delete while cutting");
+    let answer = call.await.unwrap();
+    println!(
+        "CreateSnapshot while deleted: {:?}",
+        answer
+            .as_ref()
+            .map(|r| r.get_ref().snapshot.as_ref().map(|s| s.ready_to_use))
+    );
+    assert!(
+        eventually(|| ls(&snaps).is_empty()).await,
+        "left: {:?}",
+        ls(&snaps)
+    );
+    let get = pb::GetSnapshotRequest {
+        snapshot_id: id,
+        ..Default::default()
+    };
+    assert_eq!(
+        c.get_snapshot(get).await.unwrap_err().code(),
+        Code::NotFound
+    );
+}
+
+/// A small tmpfs mounted as the share, unmounted on drop.
+struct SmallShare(std::path::PathBuf);
+
+impl Drop for SmallShare {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_that_does_not_fit_is_resource_exhausted() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir(&share).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &share,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=16m"),
+    )
+    .expect("mount a 16 MiB tmpfs (needs root)");
+    let _small = SmallShare(share.clone());
+    let d = Driver::start_in(dir, &[]).await;
+    let mut c = d.controller();
+    let src = create(&mut c, "pvc-full", GIB, &[]).await;
+    std::fs::write(share.join("pvc-full/data"), vec![1u8; 10 << 20]).unwrap();
+    let req = pb::CreateSnapshotRequest {
+        name: "snapshot-full".into(),
+        source_volume_id: src.volume_id.clone(),
+        ..Default::default()
+    };
+    let err = c.create_snapshot(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    let clone = c
+        .create_volume(from_req("pvc-clone", vol_src(&src.volume_id)))
+        .await;
+    assert_eq!(clone.unwrap_err().code(), Code::ResourceExhausted);
+    assert!(!share.join("pvc-clone").exists());
+    let snaps = share.join(".nfs-subdir-csi/snapshots");
+    assert!(ls(&snaps).is_empty(), "left: {:?}", ls(&snaps));
+}

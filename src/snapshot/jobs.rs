@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
@@ -30,6 +31,7 @@ pub struct Job {
     /// What it makes.
     pub info: Info,
     state: watch::Receiver<State>,
+    cancel: Arc<AtomicBool>,
 }
 
 /// The copies of this process. `run` names this process's temporary directories, so a restart
@@ -69,20 +71,26 @@ impl Jobs {
             .collect()
     }
 
-    /// Starts `work` on a new thread under `key`. When it succeeds the key is forgotten; when it
-    /// fails the failure stays until [`Jobs::forget`], so the next call can report it.
+    /// Starts `work` on a new thread under `key`, handing it the flag that [`Job::cancel`] sets.
+    /// When it succeeds the key is forgotten; when it fails the failure stays until
+    /// [`Jobs::forget`], so the next call can report it.
     pub fn start<F>(&self, key: &str, info: Info, work: F) -> Job
     where
-        F: FnOnce() -> Result<()> + Send + 'static,
+        F: FnOnce(Arc<AtomicBool>) -> Result<()> + Send + 'static,
     {
         let (tx, rx) = watch::channel(None);
-        let job = Job { info, state: rx };
+        let cancel = Arc::new(AtomicBool::new(false));
+        let job = Job {
+            info,
+            state: rx,
+            cancel: cancel.clone(),
+        };
         self.lock().insert(key.to_owned(), job.clone());
         let (map, key, key_again) = (self.map.clone(), key.to_owned(), key.to_owned());
         let spawned = std::thread::Builder::new()
             .name("nsc-copy".into())
             .spawn(move || {
-                let result = work();
+                let result = work(cancel);
                 let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
                 match result {
                     Ok(()) => {
@@ -131,6 +139,11 @@ impl Job {
     pub fn running(&self) -> bool {
         self.state.borrow().is_none()
     }
+
+    /// Asks the copy to stop; it then ends with an error and removes its temporary tree.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The same error again, for each caller that asks how a copy ended.
@@ -171,23 +184,29 @@ mod tests {
     #[tokio::test]
     async fn successes_are_forgotten_failures_kept_until_reported() {
         let jobs = Jobs::default();
-        let mut ok = jobs.start("a", info(), || Ok(()));
+        let mut ok = jobs.start("a", info(), |_| Ok(()));
         assert!(matches!(
             ok.wait(Duration::from_secs(5)).await,
             Some(Ok(()))
         ));
         assert!(jobs.get("a").is_none());
-        let mut bad = jobs.start("b", info(), || Err(Error::NoSpace("full".into())));
+        let mut bad = jobs.start("b", info(), |_| Err(Error::NoSpace("full".into())));
         let ended = bad.wait(Duration::from_secs(5)).await;
         assert!(matches!(ended, Some(Err(Error::NoSpace(_)))), "{ended:?}");
         assert!(jobs.get("b").is_some_and(|j| !j.running()));
         jobs.forget("b");
-        let mut slow = jobs.start("c", info(), || {
-            std::thread::sleep(Duration::from_millis(300));
-            Ok(())
+        let mut slow = jobs.start("c", info(), |stop| {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(Error::io("copy", std::io::ErrorKind::Interrupted.into()))
         });
         assert!(slow.wait(Duration::from_millis(10)).await.is_none());
         assert!(jobs.with_prefix("c").len() == 1);
-        assert!(slow.wait(Duration::from_secs(5)).await.is_some());
+        slow.cancel();
+        assert!(matches!(
+            slow.wait(Duration::from_secs(5)).await,
+            Some(Err(_))
+        ));
     }
 }

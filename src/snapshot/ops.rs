@@ -51,7 +51,8 @@ impl Volumes {
             source: source.sub_dir.clone(),
         };
         let key = key(&id);
-        let _rpc = self.locks.try_lock(key.clone())?;
+        // Held while deciding; released before waiting for a copy, so a DeleteSnapshot can stop it.
+        let rpc = self.locks.try_lock(key.clone())?;
         let other_source = |had: &str| {
             Error::AlreadyExists(format!(
                 "snapshot {} exists with another source volume ({had})",
@@ -62,6 +63,7 @@ impl Volumes {
             if job.info.source != req.source_volume_id {
                 return Err(other_source(&job.info.source));
             }
+            drop(rpc);
             return self.report(&id, &key, job, wait()).await;
         }
         if let Some(meta) = self.snapshot_meta(&id, deadline).await? {
@@ -113,13 +115,18 @@ impl Volumes {
             store::temp_name(self.jobs.run_id()),
         );
         tracing::info!(snapshot.id = %info.id, "cutting snapshot in the background");
-        let job = self.jobs.start(&key, info, move || {
+        let job = self.jobs.start(&key, info, move |cancel| {
             let _held = source_guard;
             let root = ShareRoot::open(&root)?;
-            let summary = store::cut(&root, &sub, &dir, meta, &temp, &Options::default())?;
+            let opts = Options {
+                cancel,
+                ..Options::default()
+            };
+            let summary = store::cut(&root, &sub, &dir, meta, &temp, &opts)?;
             tracing::info!(snapshot = %dir, ?summary, "snapshot ready");
             Ok(())
         });
+        drop(rpc);
         self.report(&id, &key, job, wait()).await
     }
 
@@ -176,7 +183,8 @@ impl Volumes {
     }
 
     /// Deletes a snapshot (moved to the share's trash, removed in the background). Unknown or
-    /// already deleted snapshots are fine; one still being cut is [`Error::Busy`].
+    /// already deleted snapshots are fine; one still being cut is stopped first (if it does not
+    /// stop within the deadline: [`Error::Busy`], try again).
     pub async fn delete_snapshot(&self, raw_id: &str, deadline: Duration) -> Result<()> {
         let id = match SnapshotId::parse(raw_id) {
             Err(Error::NotFound(_)) => return Ok(()),
@@ -184,12 +192,14 @@ impl Volumes {
         };
         let key = key(&id);
         let _rpc = self.locks.try_lock(key.clone())?;
-        match self.jobs.get(&key) {
-            Some(job) if job.running() => {
-                return Err(Error::Busy(format!("snapshot {raw_id} (still being cut)")));
+        if let Some(mut job) = self.jobs.get(&key) {
+            job.cancel();
+            if job.wait(deadline / 2).await.is_none() {
+                return Err(Error::Busy(format!(
+                    "snapshot {raw_id} (its copy is stopping)"
+                )));
             }
-            Some(_) => self.jobs.forget(&key),
-            None => {}
+            self.jobs.forget(&key);
         }
         let (dir, create_state) = (id.dir.clone(), id.share.is_nfs());
         let trashed = self

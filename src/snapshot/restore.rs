@@ -69,11 +69,14 @@ impl Volumes {
                     };
                     let target = sub_dir.clone();
                     tracing::info!(volume = %target, ?source, "filling a new volume in the background");
-                    self.jobs.start(&fill_key, info, move || {
+                    self.jobs.start(&fill_key, info, move |cancel| {
                         let _held = (target_guard, source_guard);
                         let dst = ShareRoot::open(&dst_root)?;
                         let src = ShareRoot::open(&src_root)?;
-                        let opts = Options::default();
+                        let opts = Options {
+                            cancel,
+                            ..Options::default()
+                        };
                         store::restore(&src, &from, &dst, &target, mode, &temp, &opts)?;
                         tracing::info!(volume = %target, "volume filled");
                         Ok(())
