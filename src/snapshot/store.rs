@@ -58,6 +58,31 @@ pub fn temp_name(run: &str) -> String {
     format!("{TMP}{run}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// Renames without replacing: RENAME_NOREPLACE, or where the filesystem refuses the flag (NFS
+/// does: EINVAL) a check then a plain rename; a non-empty directory in the way fails the plain
+/// rename too. An existing target is `EXIST`.
+fn rename_noreplace(
+    from_dir: &OwnedFd,
+    from: &str,
+    to_dir: &OwnedFd,
+    to: &str,
+) -> rustix::io::Result<()> {
+    use rustix::io::Errno as E;
+    match renameat_with(from_dir, from, to_dir, to, RenameFlags::NOREPLACE) {
+        Err(E::INVAL) => {}
+        other => return other,
+    }
+    match rustix::fs::statat(to_dir, to, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(_) => return Err(E::EXIST),
+        Err(E::NOENT) => {}
+        Err(e) => return Err(e),
+    }
+    match rustix::fs::renameat(from_dir, from, to_dir, to) {
+        Err(E::NOTEMPTY) => Err(E::EXIST),
+        other => other,
+    }
+}
+
 /// Opens (making it with `create`) `.nfs-subdir-csi/<name>`; `None` when absent and not created.
 fn area(root: &ShareRoot, name: &str, create: bool) -> Result<Option<OwnedFd>> {
     let mut dir = sfs::dup(root.dir())?;
@@ -160,7 +185,7 @@ pub fn cut(
         let summary = copy::copy_tree(&src, &data, opts)?;
         write_meta(&tmp, &meta)?;
         rustix::fs::syncfs(&tmp).map_err(|e| Error::io("sync snapshot", e.into()))?;
-        match renameat_with(&snaps, temp, &snaps, dir, RenameFlags::NOREPLACE) {
+        match rename_noreplace(&snaps, temp, &snaps, dir) {
             Ok(()) => {}
             // Cut meanwhile by another controller: that one stands.
             Err(rustix::io::Errno::EXIST) => discard(&snaps, temp),
@@ -231,7 +256,7 @@ pub fn restore(
         copy::copy_tree(&src, &tmp, opts)?;
         rustix::fs::syncfs(&tmp).map_err(|e| Error::io("sync restore", e.into()))?;
         let (parent, last) = open_parent(dst_root.dir(), target, Some(parent_mode | 0o700))?;
-        match renameat_with(&restores, temp, &parent, last, RenameFlags::NOREPLACE) {
+        match rename_noreplace(&restores, temp, &parent, last) {
             Ok(()) => {}
             Err(rustix::io::Errno::EXIST) => {
                 discard(&restores, temp);
@@ -268,7 +293,7 @@ pub fn remove(root: &ShareRoot, dir: &str, create_state: bool) -> Result<Option<
     let trash = area(root, "trash", create_state)?
         .ok_or_else(|| Error::FailedPrecondition("the share has no trash directory".into()))?;
     let name = format!("snapshot-{}", uuid::Uuid::new_v4().simple());
-    match renameat_with(&snaps, dir, &trash, name.as_str(), RenameFlags::NOREPLACE) {
+    match rename_noreplace(&snaps, dir, &trash, name.as_str()) {
         Ok(()) => Ok(Some((trash, name))),
         Err(rustix::io::Errno::NOENT) => Ok(None),
         Err(e) => Err(Error::io(format!("move snapshot {dir} to trash"), e.into())),

@@ -76,6 +76,36 @@ impl Csi {
         timed(dl, self.node.clone().node_unpublish_volume(req(r, dl))).await
     }
 
+    pub async fn create_snapshot(
+        &self,
+        name: &str,
+        source: &str,
+        dl: Duration,
+    ) -> Timed<pb::Snapshot> {
+        let r = pb::CreateSnapshotRequest {
+            name: name.into(),
+            source_volume_id: source.into(),
+            ..Default::default()
+        };
+        let t = timed(dl, self.controller.clone().create_snapshot(req(r, dl))).await;
+        Timed {
+            result: t.result.map(|r| r.map(|s| s.snapshot.unwrap_or_default())),
+            took: t.took,
+        }
+    }
+
+    pub async fn delete_snapshot(
+        &self,
+        id: &str,
+        dl: Duration,
+    ) -> Timed<pb::DeleteSnapshotResponse> {
+        let r = pb::DeleteSnapshotRequest {
+            snapshot_id: id.into(),
+            ..Default::default()
+        };
+        timed(dl, self.controller.clone().delete_snapshot(req(r, dl))).await
+    }
+
     pub async fn stats(
         &self,
         id: &str,

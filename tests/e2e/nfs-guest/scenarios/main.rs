@@ -22,6 +22,8 @@
 //!   target, which needs the lazy fallback, and NodeGetVolumeStats); after a start the next calls
 //!   succeed on the same driver process and none of its threads is left stuck in the kernel.
 //! - server-restart (outage.rs): a ganesha restart does not leave stale handles behind.
+//! - snapshot (snapshot.rs): over NFSv4.2 and v4.1, a volume filled through a pod's mount is
+//!   snapshotted, restored and cloned; the new volumes hold the same tree; prints how the data moved.
 //!
 //! Shared helpers: csi.rs (gRPC calls with deadlines), class.rs (requests as csi-provisioner and
 //! kubelet send them), mounts.rs (what the guest kernel shows), harness.rs (the results share:
@@ -39,6 +41,7 @@ mod harness;
 mod inflight;
 mod mounts;
 mod outage;
+mod snapshot;
 mod stale;
 mod story;
 
@@ -176,6 +179,13 @@ async fn nfs_guest_scenarios() {
     if run("node-stale-target") {
         step("node-stale-target");
         stale::node_stale_target(&env, &mut rep).await;
+    }
+    if run("snapshot") {
+        for vers in ["4.2", "4.1"] {
+            step(&format!("snapshot v{vers}"));
+            let class = Class::with_flags(&env, &env.share, vers);
+            snapshot::snapshot(&env, &mut rep, &format!("v{vers}"), &class).await;
+        }
     }
     if run("server-down") {
         step("server-down");
