@@ -21,17 +21,30 @@ pub enum Method {
 }
 
 /// Copies `size` bytes of `src` into the empty file `dst`, keeping holes, and returns the method
-/// used and the bytes of data moved (0 for a clone).
-pub fn copy_data(src: &OwnedFd, dst: &OwnedFd, size: u64) -> io::Result<(Method, u64)> {
+/// used and the bytes of data moved (0 for a clone). `allocated` is what the source's stat says it
+/// occupies: a file smaller on disk than its size whose holes SEEK_DATA cannot show (NFS before
+/// v4.2 reports the whole file as data) is copied by reads and writes that skip zero blocks.
+pub fn copy_data(
+    src: &OwnedFd,
+    dst: &OwnedFd,
+    size: u64,
+    allocated: u64,
+) -> io::Result<(Method, u64)> {
     if size == 0 {
         return Ok((Method::Empty, 0));
     }
     if ioctl_ficlone(dst, src).is_ok() {
         return Ok((Method::Cloned, 0));
     }
-    let mut method = Method::CopyRange;
+    let segments = segments(src, size)?;
+    let hidden_holes = allocated < size && segments == [(0, size)];
+    let mut method = if hidden_holes {
+        Method::ReadWrite
+    } else {
+        Method::CopyRange
+    };
     let mut moved = 0u64;
-    for (start, end) in segments(src, size)? {
+    for (start, end) in segments {
         moved += copy_range(src, dst, start, end, &mut method)?;
     }
     // Sets the length, so a hole at the end (or a file that is all hole) keeps its size.
@@ -105,7 +118,10 @@ fn copy_range(
     Ok(pos - start)
 }
 
+/// Reads and writes `[pos, end)`; blocks of zeros are not written (the final `ftruncate` leaves
+/// them as holes), so sparse files stay sparse even where the source cannot say where its holes are.
 fn read_write(src: &OwnedFd, dst: &OwnedFd, mut pos: u64, end: u64) -> io::Result<u64> {
+    const BLOCK: usize = 4096;
     let (src, dst) = (file_ref(src)?, file_ref(dst)?);
     let mut buf = vec![0u8; (1 << 20).min((end - pos) as usize)];
     while pos < end {
@@ -114,7 +130,21 @@ fn read_write(src: &OwnedFd, dst: &OwnedFd, mut pos: u64, end: u64) -> io::Resul
         if n == 0 {
             break;
         }
-        dst.write_all_at(&buf[..n], pos)?;
+        // Writes each run of blocks that hold data in one call.
+        let mut run: Option<usize> = None;
+        for (i, chunk) in buf[..n].chunks(BLOCK).enumerate() {
+            match (chunk.iter().any(|b| *b != 0), run) {
+                (true, None) => run = Some(i * BLOCK),
+                (false, Some(from)) => {
+                    dst.write_all_at(&buf[from..i * BLOCK], pos + from as u64)?;
+                    run = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(from) = run {
+            dst.write_all_at(&buf[from..n], pos + from as u64)?;
+        }
         pos += n as u64;
     }
     Ok(pos)
@@ -143,10 +173,32 @@ mod tests {
         let dst: OwnedFd = std::fs::File::create(dir.path().join("dst"))
             .unwrap()
             .into();
-        let (_, moved) = copy_data(&src, &dst, 16 << 20).unwrap();
+        let (_, moved) = copy_data(&src, &dst, 16 << 20, 8192).unwrap();
         let a = std::fs::read(dir.path().join("src")).unwrap();
         let b = std::fs::read(dir.path().join("dst")).unwrap();
         assert_eq!(a, b);
         assert!(moved < 1 << 20, "holes were copied as data: {moved} bytes");
+    }
+
+    #[test]
+    fn read_write_leaves_zero_blocks_as_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = vec![0u8; 4 << 20];
+        data[100] = 1;
+        data[3 << 20] = 2;
+        std::fs::write(dir.path().join("src"), &data).unwrap();
+        let src: OwnedFd = std::fs::File::open(dir.path().join("src")).unwrap().into();
+        let dst: OwnedFd = std::fs::File::create(dir.path().join("dst"))
+            .unwrap()
+            .into();
+        read_write(&src, &dst, 0, 4 << 20).unwrap();
+        ftruncate(&dst, 4 << 20).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("dst")).unwrap(), data);
+        use std::os::unix::fs::MetadataExt;
+        let blocks = std::fs::metadata(dir.path().join("dst")).unwrap().blocks();
+        assert!(
+            blocks * 512 <= 256 << 10,
+            "zero blocks written: {blocks} blocks"
+        );
     }
 }

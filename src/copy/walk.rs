@@ -233,8 +233,9 @@ fn copy_file(p: &Pair, name: &OsStr, counts: &Counts) -> Result<()> {
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let dst = openat(&p.dst, name, create, Mode::from_raw_mode(0o600))
         .map_err(|e| at(&p.rel, name, e, "create"))?;
-    let (method, bytes) =
-        data::copy_data(&src, &dst, st.st_size as u64).map_err(|e| at(&p.rel, name, e, "copy"))?;
+    let allocated = st.st_blocks as u64 * 512;
+    let (method, bytes) = data::copy_data(&src, &dst, st.st_size as u64, allocated)
+        .map_err(|e| at(&p.rel, name, e, "copy"))?;
     meta::apply(&src, &dst, &st, counts).map_err(|e| at(&p.rel, name, e, "set"))?;
     counts.method(method, bytes);
     Ok(())

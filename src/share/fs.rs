@@ -135,3 +135,29 @@ pub fn unlink(dir: impl AsFd, name: &std::ffi::OsStr, is_dir: bool) -> nix::Resu
         other => other,
     }
 }
+
+/// Renames without replacing: RENAME_NOREPLACE, or where the filesystem refuses the flag (NFS
+/// does: EINVAL) a check then a plain rename; a non-empty directory in the way fails the plain
+/// rename too. An existing target is `EXIST`.
+pub fn rename_noreplace(
+    from_dir: &OwnedFd,
+    from: &str,
+    to_dir: &OwnedFd,
+    to: &str,
+) -> rustix::io::Result<()> {
+    use rustix::io::Errno as E;
+    let flags = rustix::fs::RenameFlags::NOREPLACE;
+    match rustix::fs::renameat_with(from_dir, from, to_dir, to, flags) {
+        Err(E::INVAL) => {}
+        other => return other,
+    }
+    match rustix::fs::statat(to_dir, to, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(_) => return Err(E::EXIST),
+        Err(E::NOENT) => {}
+        Err(e) => return Err(e),
+    }
+    match rustix::fs::renameat(from_dir, from, to_dir, to) {
+        Err(E::NOTEMPTY) => Err(E::EXIST),
+        other => other,
+    }
+}

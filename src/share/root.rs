@@ -6,7 +6,7 @@ use super::record::{self, Record};
 use crate::error::{Error, Result};
 use crate::volume::{OnDelete, SubDir, path::STATE_DIR};
 use nix::errno::Errno;
-use nix::fcntl::{RenameFlags, renameat, renameat2};
+use nix::fcntl::renameat;
 use nix::sys::stat::{Mode, fchmod, mkdirat};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -349,7 +349,11 @@ fn ensure_dir(parent: &OwnedFd, name: &str, mode: u32) -> Result<()> {
 /// replacing an earlier archive.
 fn archive(parent: &OwnedFd, last: &str) -> nix::Result<()> {
     let first = format!("archived-{last}");
-    let rename = |to: &str| renameat2(parent, last, parent, to, RenameFlags::RENAME_NOREPLACE);
+    // RENAME_NOREPLACE where the filesystem has it; NFS refuses the flag (see rename_noreplace).
+    let rename = |to: &str| {
+        fs::rename_noreplace(parent, last, parent, to)
+            .map_err(|e| Errno::from_raw(e.raw_os_error()))
+    };
     match rename(&first) {
         Err(Errno::EEXIST) => rename(&format!("{first}-{}", unix_secs())),
         Err(Errno::ENOENT) => Ok(()),

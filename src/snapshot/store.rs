@@ -14,11 +14,10 @@
 use crate::copy::{self, Options, Summary};
 use crate::error::{Error, Result};
 use crate::share::ShareRoot;
-use crate::share::fs::{self as sfs, lstat, open_dir, open_parent};
+use crate::share::fs::{self as sfs, lstat, open_dir, open_parent, rename_noreplace};
 use crate::volume::{SubDir, path::STATE_DIR};
 use nix::errno::Errno;
 use nix::sys::stat::{Mode, mkdirat};
-use rustix::fs::{RenameFlags, renameat_with};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -56,31 +55,6 @@ const TMP: &str = ".tmp-";
 /// The name of a temporary directory of the run `run`.
 pub fn temp_name(run: &str) -> String {
     format!("{TMP}{run}-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// Renames without replacing: RENAME_NOREPLACE, or where the filesystem refuses the flag (NFS
-/// does: EINVAL) a check then a plain rename; a non-empty directory in the way fails the plain
-/// rename too. An existing target is `EXIST`.
-fn rename_noreplace(
-    from_dir: &OwnedFd,
-    from: &str,
-    to_dir: &OwnedFd,
-    to: &str,
-) -> rustix::io::Result<()> {
-    use rustix::io::Errno as E;
-    match renameat_with(from_dir, from, to_dir, to, RenameFlags::NOREPLACE) {
-        Err(E::INVAL) => {}
-        other => return other,
-    }
-    match rustix::fs::statat(to_dir, to, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(_) => return Err(E::EXIST),
-        Err(E::NOENT) => {}
-        Err(e) => return Err(e),
-    }
-    match rustix::fs::renameat(from_dir, from, to_dir, to) {
-        Err(E::NOTEMPTY) => Err(E::EXIST),
-        other => other,
-    }
 }
 
 /// Opens (making it with `create`) `.nfs-subdir-csi/<name>`; `None` when absent and not created.

@@ -22,8 +22,9 @@
 //!   target, which needs the lazy fallback, and NodeGetVolumeStats); after a start the next calls
 //!   succeed on the same driver process and none of its threads is left stuck in the kernel.
 //! - server-restart (outage.rs): a ganesha restart does not leave stale handles behind.
-//! - snapshot (snapshot.rs): over NFSv4.2 and v4.1, a volume filled through a pod's mount is
-//!   snapshotted, restored and cloned; the new volumes hold the same tree; prints how the data moved.
+//! - snapshot (snapshot.rs): a volume filled through a pod's mount is snapshotted and restored
+//!   (NFSv4.2 and v4.1) and cloned (v4.2); the new volumes hold the same tree; prints how the data
+//!   moved (clone / copy_file_range / read-write) and what did not stick.
 //!
 //! Shared helpers: csi.rs (gRPC calls with deadlines), class.rs (requests as csi-provisioner and
 //! kubelet send them), mounts.rs (what the guest kernel shows), harness.rs (the results share:
@@ -181,10 +182,10 @@ async fn nfs_guest_scenarios() {
         stale::node_stale_target(&env, &mut rep).await;
     }
     if run("snapshot") {
-        for vers in ["4.2", "4.1"] {
+        for (vers, clone) in [("4.2", true), ("4.1", false)] {
             step(&format!("snapshot v{vers}"));
             let class = Class::with_flags(&env, &env.share, vers);
-            snapshot::snapshot(&env, &mut rep, &format!("v{vers}"), &class).await;
+            snapshot::snapshot(&env, &mut rep, &format!("v{vers}"), &class, clone).await;
         }
     }
     if run("server-down") {
