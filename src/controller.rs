@@ -50,9 +50,11 @@ pub struct Page {
 /// The volume operations' state: how to reach shares, which volumes are busy, defaults.
 #[derive(Debug)]
 pub struct Volumes {
-    shares: Arc<Shares>,
-    locks: Locks,
-    defaults: Defaults,
+    pub(crate) shares: Arc<Shares>,
+    pub(crate) locks: Locks,
+    pub(crate) defaults: Defaults,
+    /// Snapshot and restore copies running in the background (`crate::snapshot`).
+    pub(crate) jobs: crate::snapshot::Jobs,
     umask: u32,
     /// Shares a call has succeeded on (their trash swept once).
     met: Mutex<HashSet<ShareSpec>>,
@@ -70,6 +72,7 @@ impl Volumes {
             shares,
             locks: Locks::default(),
             defaults,
+            jobs: Default::default(),
             umask: 0,
             met: Mutex::default(),
             roots: RootCache::default(),
@@ -79,7 +82,7 @@ impl Volumes {
 
     /// Runs `op` on the open root of `spec` off the runtime within one `deadline`, trying once
     /// more on a fresh working mount if the share was stale or unreachable.
-    async fn on_share<T, F>(
+    pub(crate) async fn on_share<T, F>(
         &self,
         spec: &ShareSpec,
         what: &str,
@@ -155,6 +158,7 @@ impl Volumes {
         if first {
             self.shares.note_used(spec);
             self.sweep_trash(spec, deadline);
+            self.sweep_copies(spec, deadline);
         }
     }
 
@@ -384,6 +388,7 @@ fn purge_in_background(entry: TrashEntry, metrics: Metrics) {
     });
 }
 
-fn lock_key(share: &ShareSpec, sub: &SubDir) -> String {
+/// The per-volume guard's key.
+pub(crate) fn lock_key(share: &ShareSpec, sub: &SubDir) -> String {
     format!("{share}/{sub}")
 }

@@ -11,6 +11,7 @@
 pub mod blocking;
 pub mod cli;
 pub mod controller;
+pub mod copy;
 pub mod csi;
 pub mod endpoint;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod registration;
 pub mod server;
 pub mod setup;
 pub mod share;
+pub mod snapshot;
 pub mod token;
 pub mod volume;
 
