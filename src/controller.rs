@@ -7,6 +7,7 @@ use crate::guard::Locks;
 use crate::metrics::{Metrics, VolumeAction};
 use crate::share::{Created, RootCache, ShareRoot, Shares, TrashEntry};
 use crate::token;
+use crate::volume::legacy::Disposal;
 use crate::volume::params::Defaults;
 use crate::volume::{CreateParams, OnDelete, Params, ShareSpec, SubDir, VolumeContext, VolumeId};
 use std::collections::HashSet;
@@ -223,20 +224,40 @@ impl Volumes {
         })
     }
 
-    /// Applies the volume's onDelete policy. Unknown or already deleted volumes are fine.
-    pub async fn delete(&self, raw_id: &str, deadline: Duration) -> Result<()> {
-        let id = match VolumeId::parse(raw_id) {
+    /// Applies the volume's onDelete policy (ids of this driver and csi-driver-nfs handles).
+    /// Unknown or already deleted volumes are fine. `mount_options` (the provisioner secret's)
+    /// reach a csi-driver-nfs volume's share, whose handle has none.
+    pub async fn delete(
+        &self,
+        raw_id: &str,
+        mount_options: &[String],
+        deadline: Duration,
+    ) -> Result<()> {
+        let disposal = match Disposal::parse(raw_id, self.defaults.on_delete, mount_options) {
             Err(Error::NotFound(_)) => return Ok(()),
             other => other?,
         };
-        let guard = Arc::new(self.locks.try_lock(lock_key(&id.share, &id.sub_dir))?);
         // A pre-mounted path is touched only if this driver has used it before.
-        let create_state = id.share.is_nfs();
+        let trusted = disposal.id.share.is_nfs();
+        self.release(disposal, trusted, deadline).await
+    }
+
+    /// Applies a volume's policy as `disposal` says. `trusted_share`: the share is this
+    /// driver's configuration (an NFS export, or the provisioner's default share), so its state
+    /// may be created; otherwise a share the driver never wrote to is left untouched.
+    pub async fn release(
+        &self,
+        disposal: Disposal,
+        trusted_share: bool,
+        deadline: Duration,
+    ) -> Result<()> {
+        let Disposal { id, archive } = disposal;
+        let guard = Arc::new(self.locks.try_lock(lock_key(&id.share, &id.sub_dir))?);
         let (sub, policy) = (id.sub_dir.clone(), id.on_delete);
         let trashed = self
             .on_share(&id.share, &format!("delete {sub}"), deadline, move |root| {
                 let _held = guard.clone();
-                root.delete_volume(&sub, policy, create_state)
+                root.delete_volume_as(&sub, policy, archive, trusted_share)
             })
             .await?;
         tracing::info!(policy = %id.on_delete, "volume deleted");

@@ -47,6 +47,16 @@ fn capacity(range: Option<&pb::CapacityRange>) -> Result<u64, Error> {
     } as u64)
 }
 
+/// The `mountOptions` key of the provisioner secret (csi-driver-nfs's way of giving mount options
+/// at create and delete time; keys case-insensitive). Never logged.
+fn secret_mount_options(secrets: &std::collections::HashMap<String, String>) -> Vec<String> {
+    secrets
+        .iter()
+        .filter(|(k, v)| k.eq_ignore_ascii_case("mountOptions") && !v.trim().is_empty())
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
 fn unimplemented<T>(what: &str) -> Result<Response<T>, Status> {
     Err(Status::unimplemented(format!(
         "{what} is not supported by this driver"
@@ -71,7 +81,8 @@ impl CsiController for ControllerService {
             )
             .into());
         }
-        let needs = caps::check_all(&r.volume_capabilities)?;
+        let mut needs = caps::check_all(&r.volume_capabilities)?;
+        needs.flags.extend(secret_mount_options(&r.secrets));
         let new = NewVolume {
             name: r.name,
             params: Params::parse(&r.parameters)?,
@@ -95,7 +106,12 @@ impl CsiController for ControllerService {
         if id.is_empty() {
             return Err(Error::invalid("volume id is missing").into());
         }
-        self.volumes.delete(id, limit).await?;
+        let options = secret_mount_options(&req.get_ref().secrets);
+        let mut checked = Vec::new();
+        for text in &options {
+            crate::volume::add_mount_options(&mut checked, text)?;
+        }
+        self.volumes.delete(id, &checked, limit).await?;
         Ok(Response::new(pb::DeleteVolumeResponse {}))
     }
 

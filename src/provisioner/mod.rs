@@ -339,3 +339,6 @@ mod tests {
 
 #[cfg(test)]
 mod watch_api_tests;
+
+#[cfg(test)]
+mod takeover_api_tests;
