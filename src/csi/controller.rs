@@ -2,6 +2,7 @@
 //! builds CSI responses. Expansion only records the new size (a
 //! directory has no size to change); snapshots, publishing and modification are not offered.
 
+use super::claims::Claims;
 use super::pb::{
     self, controller_server::Controller as CsiController, controller_service_capability as csc,
 };
@@ -21,6 +22,8 @@ pub struct ControllerService {
     pub volumes: Arc<Volumes>,
     /// Longest time any call may take.
     pub timeout: Duration,
+    /// Claim labels and annotations for subDir templates that use them.
+    pub claims: Arc<Claims>,
 }
 
 fn to_csi(v: Volume) -> pb::Volume {
@@ -83,9 +86,15 @@ impl CsiController for ControllerService {
         }
         let mut needs = caps::check_all(&r.volume_capabilities)?;
         needs.flags.extend(secret_mount_options(&r.secrets));
+        let mut params = Params::parse(&r.parameters)?;
+        let started = std::time::Instant::now();
+        if params.sub_dir.as_ref().is_some_and(|t| t.needs_claim()) {
+            self.claims.fill(&mut params.metadata, limit).await?;
+        }
+        let limit = limit.saturating_sub(started.elapsed());
         let new = NewVolume {
             name: r.name,
-            params: Params::parse(&r.parameters)?,
+            params,
             mount_flags: needs.flags,
             capacity: capacity(r.capacity_range.as_ref())?,
         };

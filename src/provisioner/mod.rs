@@ -8,7 +8,7 @@
 
 pub mod claim;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod leader;
 pub mod pv;
 pub mod release;
