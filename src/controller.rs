@@ -8,7 +8,7 @@ use crate::metrics::{Metrics, VolumeAction};
 use crate::share::{Created, RootCache, ShareRoot, Shares, TrashEntry};
 use crate::token;
 use crate::volume::params::Defaults;
-use crate::volume::{CreateParams, OnDelete, Params, ShareSpec, SubDir, VolumeContext, VolumeId};
+use crate::volume::{CreateParams, Params, ShareSpec, SubDir, VolumeContext, VolumeId};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -227,37 +227,6 @@ impl Volumes {
         })
     }
 
-    /// Applies the volume's onDelete policy. Unknown or already deleted volumes are fine.
-    pub async fn delete(&self, raw_id: &str, deadline: Duration) -> Result<()> {
-        let id = match VolumeId::parse(raw_id) {
-            Err(Error::NotFound(_)) => return Ok(()),
-            other => other?,
-        };
-        let guard = Arc::new(self.locks.try_lock(lock_key(&id.share, &id.sub_dir))?);
-        // A pre-mounted path is touched only if this driver has used it before.
-        let create_state = id.share.is_nfs();
-        let (sub, policy) = (id.sub_dir.clone(), id.on_delete);
-        let trashed = self
-            .on_share(&id.share, &format!("delete {sub}"), deadline, move |root| {
-                let _held = guard.clone();
-                root.delete_volume(&sub, policy, create_state)
-            })
-            .await?;
-        tracing::info!(policy = %id.on_delete, "volume deleted");
-        match (id.on_delete, trashed) {
-            (_, Some(entry)) => {
-                self.metrics.volume(VolumeAction::Deleted);
-                self.metrics.trash_entries_add(1.0);
-                purge_in_background(entry, self.metrics.clone());
-            }
-            (OnDelete::Archive, None) => self.metrics.volume(VolumeAction::Archived),
-            (OnDelete::Retain, None) => self.metrics.volume(VolumeAction::Retained),
-            // Already gone: counted when it went.
-            (OnDelete::Delete, None) => {}
-        }
-        Ok(())
-    }
-
     /// Looks a volume up: its recorded capacity, and `Some(reason)` if it is not healthy.
     pub async fn get(&self, raw_id: &str, deadline: Duration) -> Result<(Volume, Option<String>)> {
         let id = VolumeId::parse(raw_id)?;
@@ -370,6 +339,9 @@ impl Volumes {
         Ok(stats.available_bytes)
     }
 }
+
+#[path = "controller_release.rs"]
+mod release;
 
 fn purge_in_background(entry: TrashEntry, metrics: Metrics) {
     tokio::task::spawn_blocking(move || {

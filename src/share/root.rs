@@ -4,6 +4,7 @@
 use super::fs::{self, dup, is_dir, lstat, open_dir, open_parent, open_volume_dir};
 use super::record::{self, Record};
 use crate::error::{Error, Result};
+use crate::volume::legacy::ArchiveNaming;
 use crate::volume::{OnDelete, SubDir, path::STATE_DIR};
 use nix::errno::Errno;
 use nix::fcntl::{RenameFlags, renameat, renameat2};
@@ -188,6 +189,18 @@ impl ShareRoot {
         on_delete: OnDelete,
         create_state: bool,
     ) -> Result<Option<TrashEntry>> {
+        self.delete_volume_as(sub, on_delete, ArchiveNaming::Sibling, create_state)
+    }
+
+    /// [`ShareRoot::delete_volume`] with an archive named as `naming` says (the tool that made
+    /// the volume named its archives its own way).
+    pub fn delete_volume_as(
+        &self,
+        sub: &SubDir,
+        on_delete: OnDelete,
+        naming: ArchiveNaming,
+        create_state: bool,
+    ) -> Result<Option<TrashEntry>> {
         let Some(state) = self.state(create_state)? else {
             return Ok(None);
         };
@@ -198,7 +211,7 @@ impl ShareRoot {
         let trashed = match on_delete {
             OnDelete::Retain => None,
             OnDelete::Archive => {
-                archive(&parent, last).map_err(|e| Error::errno(format!("archive {sub}"), e))?;
+                self.archive(&parent, last, sub, naming)?;
                 None
             }
             OnDelete::Delete => {
@@ -215,6 +228,30 @@ impl ShareRoot {
         };
         self.forget(state, sub)?;
         Ok(trashed)
+    }
+
+    /// Archives the volume `sub` (whose parent is open as `parent`) where `naming` puts it.
+    fn archive(
+        &self,
+        parent: &OwnedFd,
+        last: &str,
+        sub: &SubDir,
+        naming: ArchiveNaming,
+    ) -> Result<()> {
+        let failed = |e| Error::errno(format!("archive {sub}"), e);
+        match naming {
+            ArchiveNaming::Sibling => archive(parent, last, parent, &format!("archived-{last}")),
+            ArchiveNaming::Root => archive(parent, last, &self.fd, &format!("archived-{last}")),
+            ArchiveNaming::WholePath => {
+                if lstat(parent, last).is_err() {
+                    return Ok(());
+                }
+                let target = SubDir::parse(&format!("archived-{sub}"))?;
+                let (to, name) = open_parent(&self.fd, &target, Some(0o777))?;
+                archive(parent, last, &to, name)
+            }
+        }
+        .map_err(failed)
     }
 
     fn forget(&self, state: &State, sub: &SubDir) -> Result<()> {
@@ -345,13 +382,12 @@ fn ensure_dir(parent: &OwnedFd, name: &str, mode: u32) -> Result<()> {
     }
 }
 
-/// Renames `last` to `archived-<last>`, or `archived-<last>-<secs>` when that name is taken, never
-/// replacing an earlier archive.
-fn archive(parent: &OwnedFd, last: &str) -> nix::Result<()> {
-    let first = format!("archived-{last}");
-    let rename = |to: &str| renameat2(parent, last, parent, to, RenameFlags::RENAME_NOREPLACE);
-    match rename(&first) {
-        Err(Errno::EEXIST) => rename(&format!("{first}-{}", unix_secs())),
+/// Renames `last` in `from` to `to_name` in `to`, or `<to_name>-<secs>` when that name is taken,
+/// never replacing an earlier archive. A source already gone is fine.
+fn archive(from: &OwnedFd, last: &str, to: &OwnedFd, to_name: &str) -> nix::Result<()> {
+    let rename = |name: &str| renameat2(from, last, to, name, RenameFlags::RENAME_NOREPLACE);
+    match rename(to_name) {
+        Err(Errno::EEXIST) => rename(&format!("{to_name}-{}", unix_secs())),
         Err(Errno::ENOENT) => Ok(()),
         other => other,
     }
