@@ -378,9 +378,17 @@ fn ensure_dir(parent: &OwnedFd, name: &str, mode: u32) -> Result<()> {
 }
 
 /// Renames `last` in `from` to `to_name` in `to`, or `<to_name>-<secs>` when that name is taken,
-/// never replacing an earlier archive. A source already gone is fine.
+/// never replacing an earlier archive. A source already gone is fine. NFS has no
+/// RENAME_NOREPLACE (EINVAL): there the name is checked first, then renamed.
 fn archive(from: &OwnedFd, last: &str, to: &OwnedFd, to_name: &str) -> nix::Result<()> {
-    let rename = |name: &str| renameat2(from, last, to, name, RenameFlags::RENAME_NOREPLACE);
+    let rename = |name: &str| match renameat2(from, last, to, name, RenameFlags::RENAME_NOREPLACE) {
+        Err(Errno::EINVAL) => match lstat(to, name) {
+            Ok(_) => Err(Errno::EEXIST),
+            Err(Errno::ENOENT) => renameat(from, last, to, name),
+            Err(e) => Err(e),
+        },
+        other => other,
+    };
     match rename(to_name) {
         Err(Errno::EEXIST) => rename(&format!("{to_name}-{}", unix_secs())),
         Err(Errno::ENOENT) => Ok(()),

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use tonic::Code;
 
 pub async fn csi_driver_nfs(env: &Env, rep: &mut Report) {
-    let Some(raw) = rep.require("legacy-raw-mount", RawMount::new(env, "4.1")) else {
+    let Some(raw) = rep.require("legacy-raw-mount", RawMount::uncached(env, "4.1")) else {
         return;
     };
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
