@@ -101,7 +101,8 @@ async fn provision(
     let raw = class.parameters.clone().unwrap_or_default();
     let mut params = Params::parse(&raw)?;
     params.metadata = pv::metadata_of(claim, name);
-    if ctx.nfs_export.is_some() && legacy::speaks_nfs_subdir(raw.keys()) {
+    let taking_over = ctx.provisioner != ctx.driver;
+    if ctx.nfs_export.is_some() && legacy::speaks_nfs_subdir(raw.keys(), taking_over) {
         keep_nfs_subdir_ways(&mut params, &raw)?;
     }
     let (capacity, bytes) = pv::requested(claim)?;
@@ -144,8 +145,8 @@ async fn provision(
     }
 }
 
-/// A class of nfs-subdir-external-provisioner (only its parameters, the provisioner set up with
-/// its export) keeps its directory name `<namespace>-<claim>-<pv>` where `pathPattern` gives
+/// A class of nfs-subdir-external-provisioner (see [`legacy::speaks_nfs_subdir`]; the
+/// provisioner set up with its export) keeps its directory name `<namespace>-<claim>-<pv>` where `pathPattern` gives
 /// none, and its delete policy (archive when neither `onDelete` nor `archiveOnDelete` is set).
 fn keep_nfs_subdir_ways(
     params: &mut Params,

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::volume::legacy::ArchiveNaming;
 use crate::volume::{OnDelete, SubDir, path::STATE_DIR};
 use nix::errno::Errno;
-use nix::fcntl::{RenameFlags, renameat, renameat2};
+use nix::fcntl::renameat;
 use nix::sys::stat::{Mode, fchmod, mkdirat};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -230,30 +230,6 @@ impl ShareRoot {
         Ok(trashed)
     }
 
-    /// Archives the volume `sub` (whose parent is open as `parent`) where `naming` puts it.
-    fn archive(
-        &self,
-        parent: &OwnedFd,
-        last: &str,
-        sub: &SubDir,
-        naming: ArchiveNaming,
-    ) -> Result<()> {
-        let failed = |e| Error::errno(format!("archive {sub}"), e);
-        match naming {
-            ArchiveNaming::Sibling => archive(parent, last, parent, &format!("archived-{last}")),
-            ArchiveNaming::Root => archive(parent, last, &self.fd, &format!("archived-{last}")),
-            ArchiveNaming::WholePath => {
-                if lstat(parent, last).is_err() {
-                    return Ok(());
-                }
-                let target = SubDir::parse(&format!("archived-{sub}"))?;
-                let (to, name) = open_parent(&self.fd, &target, Some(0o777))?;
-                archive(parent, last, &to, name)
-            }
-        }
-        .map_err(failed)
-    }
-
     fn forget(&self, state: &State, sub: &SubDir) -> Result<()> {
         record::remove(&state.records, &record::key(sub))
             .map_err(|e| Error::errno(format!("remove record of {sub}"), e))
@@ -382,16 +358,8 @@ fn ensure_dir(parent: &OwnedFd, name: &str, mode: u32) -> Result<()> {
     }
 }
 
-/// Renames `last` in `from` to `to_name` in `to`, or `<to_name>-<secs>` when that name is taken,
-/// never replacing an earlier archive. A source already gone is fine.
-fn archive(from: &OwnedFd, last: &str, to: &OwnedFd, to_name: &str) -> nix::Result<()> {
-    let rename = |name: &str| renameat2(from, last, to, name, RenameFlags::RENAME_NOREPLACE);
-    match rename(to_name) {
-        Err(Errno::EEXIST) => rename(&format!("{to_name}-{}", unix_secs())),
-        Err(Errno::ENOENT) => Ok(()),
-        other => other,
-    }
-}
+#[path = "root_archive.rs"]
+mod archive;
 
 fn unix_secs() -> u64 {
     std::time::SystemTime::now()

@@ -152,17 +152,27 @@ pub fn nfs_subdir_policy<'a>(
     }
 }
 
-/// True when a class's parameters are nfs-subdir-external-provisioner's own (none, or only
-/// `onDelete`, `archiveOnDelete`, `pathPattern`): new claims then get its directory name
+/// True when a class speaks nfs-subdir-external-provisioner's dialect: only its parameters
+/// (`onDelete`, `archiveOnDelete`, `pathPattern`), with `archiveOnDelete` or `pathPattern` among
+/// them (its Helm chart always writes `archiveOnDelete`), or none at all while this provisioner
+/// runs under another provisioner's name (`taking_over`). New claims then get its directory name
 /// `<namespace>-<claim>-<pv>` unless `pathPattern` gives one. Any parameter of this driver
 /// (`subDir`, `server`, `share`, …) is an explicit switch to this driver's naming.
-pub fn speaks_nfs_subdir<'a>(class_params: impl IntoIterator<Item = &'a String>) -> bool {
-    class_params.into_iter().all(|k| {
-        matches!(
-            k.to_ascii_lowercase().as_str(),
-            "ondelete" | "archiveondelete" | "pathpattern"
-        )
-    })
+pub fn speaks_nfs_subdir<'a>(
+    class_params: impl IntoIterator<Item = &'a String>,
+    taking_over: bool,
+) -> bool {
+    let keys: Vec<String> = class_params
+        .into_iter()
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
+    let only_its = keys
+        .iter()
+        .all(|k| matches!(k.as_str(), "ondelete" | "archiveondelete" | "pathpattern"));
+    let its_own = keys
+        .iter()
+        .any(|k| matches!(k.as_str(), "archiveondelete" | "pathpattern"));
+    only_its && (its_own || (keys.is_empty() && taking_over))
 }
 
 #[cfg(test)]

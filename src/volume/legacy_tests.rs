@@ -135,12 +135,23 @@ fn nfs_subdir_policy_is_its_delete_function() {
 #[test]
 fn its_own_parameters_keep_its_naming() {
     let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert!(speaks_nfs_subdir(&keys(&[])));
-    assert!(speaks_nfs_subdir(&keys(&[
-        "archiveOnDelete",
-        "pathPattern",
-        "onDelete"
-    ])));
-    assert!(!speaks_nfs_subdir(&keys(&["archiveOnDelete", "subDir"])));
-    assert!(!speaks_nfs_subdir(&keys(&["server", "share"])));
+    for taking_over in [false, true] {
+        assert!(speaks_nfs_subdir(&keys(&["archiveOnDelete"]), taking_over));
+        assert!(speaks_nfs_subdir(
+            &keys(&["pathPattern", "onDelete"]),
+            taking_over
+        ));
+        assert!(!speaks_nfs_subdir(
+            &keys(&["archiveOnDelete", "subDir"]),
+            taking_over
+        ));
+        assert!(!speaks_nfs_subdir(&keys(&["server", "share"]), taking_over));
+        assert!(
+            !speaks_nfs_subdir(&keys(&["onDelete"]), taking_over),
+            "ours too"
+        );
+    }
+    // No parameters: its class only when running under its name.
+    assert!(speaks_nfs_subdir(&keys(&[]), true));
+    assert!(!speaks_nfs_subdir(&keys(&[]), false));
 }

@@ -67,6 +67,10 @@ def old_shape_problems(objs: list[dict]) -> list[str]:
 def checks(rep: cm.Report, helm: str, chart: Path) -> None:
     rep.section("nfs-subdir-external-provisioner's Helm values (old-values/)")
     base = ["-f", str(OLD)]
+    rc, out, err = cm.run([helm, "lint", "--strict", str(chart), "--namespace", cm.NAMESPACE,
+                           "--kube-version", cm.K8S_VERSIONS[0]] + base)
+    rep.check("helm lint --strict -f old-values/nfs-subdir-external-provisioner.yaml",
+              [] if rc == 0 else (out + err).strip().splitlines())
     objs, err = cm.helm_template(helm, chart, base)
     if objs is None:
         rep.fail("helm template -f old-values/nfs-subdir-external-provisioner.yaml", err)

@@ -55,6 +55,20 @@ impl Csi {
         timed(dl, self.controller.clone().delete_volume(req(r, dl))).await
     }
 
+    /// DeleteVolume with the provisioner secret csi-provisioner passes.
+    pub async fn delete_with_secrets(
+        &self,
+        id: &str,
+        secrets: std::collections::HashMap<String, String>,
+        dl: Duration,
+    ) -> Timed<pb::DeleteVolumeResponse> {
+        let r = pb::DeleteVolumeRequest {
+            volume_id: id.into(),
+            secrets,
+        };
+        timed(dl, self.controller.clone().delete_volume(req(r, dl))).await
+    }
+
     pub async fn publish(
         &self,
         r: pb::NodePublishVolumeRequest,

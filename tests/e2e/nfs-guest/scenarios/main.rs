@@ -22,6 +22,9 @@
 //!   target, which needs the lazy fallback, and NodeGetVolumeStats); after a start the next calls
 //!   succeed on the same driver process and none of its threads is left stuck in the kernel.
 //! - server-restart (outage.rs): a ganesha restart does not leave stale handles behind.
+//! - csi-driver-nfs (legacy.rs): its directories, handles and volume attributes: NodePublish
+//!   mounts server:share/subdir; DeleteVolume deletes, archives (archived-<subDir>), retains, and
+//!   refuses hostile handles.
 //!
 //! Shared helpers: csi.rs (gRPC calls with deadlines), class.rs (requests as csi-provisioner and
 //! kubelet send them), mounts.rs (what the guest kernel shows), harness.rs (the results share:
@@ -37,6 +40,7 @@ mod class;
 mod csi;
 mod harness;
 mod inflight;
+mod legacy;
 mod mounts;
 mod outage;
 mod stale;
@@ -176,6 +180,10 @@ async fn nfs_guest_scenarios() {
     if run("node-stale-target") {
         step("node-stale-target");
         stale::node_stale_target(&env, &mut rep).await;
+    }
+    if run("csi-driver-nfs") {
+        step("csi-driver-nfs");
+        legacy::csi_driver_nfs(&env, &mut rep).await;
     }
     if run("server-down") {
         step("server-down");
