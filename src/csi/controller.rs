@@ -1,6 +1,7 @@
 //! Controller service adapter: checks CSI requests, calls [`crate::controller::Volumes`], and
-//! builds CSI responses. Expansion only records the new size (a
-//! directory has no size to change); snapshots, publishing and modification are not offered.
+//! builds CSI responses. Expansion records the new size and raises the volume's project quota
+//! when it has one (controller-side only: no node expansion); snapshots, publishing and
+//! modification are not offered.
 
 use super::pb::{
     self, controller_server::Controller as CsiController, controller_service_capability as csc,
