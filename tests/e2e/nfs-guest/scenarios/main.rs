@@ -22,6 +22,7 @@
 //!   target, which needs the lazy fallback, and NodeGetVolumeStats); after a start the next calls
 //!   succeed on the same driver process and none of its threads is left stuck in the kernel.
 //! - server-restart (outage.rs): a ganesha restart does not leave stale handles behind.
+//! - quota (quota.rs): project quotas through the guest's kernel NFS server on XFS and ext4.
 //!
 //! Shared helpers: csi.rs (gRPC calls with deadlines), class.rs (requests as csi-provisioner and
 //! kubelet send them), mounts.rs (what the guest kernel shows), harness.rs (the results share:
@@ -39,6 +40,7 @@ mod harness;
 mod inflight;
 mod mounts;
 mod outage;
+mod quota;
 mod stale;
 mod story;
 
@@ -184,6 +186,10 @@ async fn nfs_guest_scenarios() {
     if run("server-restart") {
         step("server-restart");
         outage::server_restart(&env, &mut rep).await;
+    }
+    if run("quota") {
+        step("quota");
+        quota::quota(&env, &mut rep).await;
     }
     step("done");
     println!(
