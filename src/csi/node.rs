@@ -80,8 +80,10 @@ impl CsiNode for NodeService {
         required(&r.volume_id, "volume id")?;
         required(&r.volume_path, "volume path")?;
         let (stats, abnormal) = self.node.stats(Path::new(&r.volume_path), limit).await?;
-        // A volume at its limit (a project quota, or a full export) is worth a condition too.
-        let full = (abnormal.is_none() && stats.total_bytes > 0 && stats.available_bytes == 0)
+        // A volume at its limit (a project quota, or a full export) is worth a condition too:
+        // less than 1% left, at most 64 MiB.
+        let low = (stats.total_bytes / 100).min(64 << 20);
+        let full = (abnormal.is_none() && stats.total_bytes > 0 && stats.available_bytes < low)
             .then(|| {
                 format!(
                     "volume is full: {} of {} bytes in use",

@@ -24,7 +24,7 @@ quota_setup() {
     fail "quota-setup-tmpfs"; return 1; }
   chmod 777 $q/plain
   truncate -s 300M $img/xfs.img && truncate -s 256M $img/ext4.img
-  lx=$(losetup -f --show $img/xfs.img) && mkfs.xfs -q "$lx" && mount -o prjquota,discard "$lx" $q/xfs
+  lx=$(losetup -f --show $img/xfs.img) && mkfs.xfs -q "$lx" && mount -o prjquota,discard,allocsize=64k "$lx" $q/xfs
   quota_step quota-setup-xfs-prjquota $? "$(grep " $q/xfs " /proc/mounts)" || return 1
   le=$(losetup -f --show $img/ext4.img) && mkfs.ext4 -q -O quota,project "$le" &&
     mount -o prjquota,discard "$le" $q/ext4
