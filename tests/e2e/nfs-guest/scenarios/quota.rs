@@ -7,7 +7,8 @@
 //! expanding to 200Mi raises the limit and the write goes through; delete clears the limit and the
 //! id's claim. Also: `enforce` where there are no project quotas is FAILED_PRECONDITION and
 //! touches nothing, and a driver killed with -9 after it made a directory without its quota
-//! leaves a state whose CreateVolume retry ends with the quota set.
+//! leaves a state whose CreateVolume retry ends with the quota set, and a restarted controller
+//! finds the same project id (expands and releases it).
 //! Environment: NSC_QUOTA_SOCKET, NSC_QUOTA_ROOT (the exported tmpfs: xfs/, ext4/, plain/),
 //! NSC_QUOTA_SERVER, NSC_DRIVER (for the killed driver).
 
@@ -16,7 +17,7 @@ use crate::csi::{Csi, DL, connect};
 use crate::{Env, Report, info};
 use nfs_subdir_csi::quota::{project, sys};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use tonic::Code;
 
@@ -103,7 +104,7 @@ pub async fn quota(env: &Env, rep: &mut Report) {
     };
     let csi = connect(&q.socket).await;
     refusals(env, &q, &csi, rep).await;
-    for fs in ["xfs", "ext4"] {
+    for fs in ["ext4", "xfs"] {
         on_fs(&q, &csi, rep, fs).await;
     }
     killed_driver(&q, &csi, rep).await;
@@ -169,8 +170,10 @@ async fn on_fs(q: &Setup, csi: &Csi, rep: &mut Report, fs: &str) {
         near(total, 100),
         format!("{total} bytes"),
     );
+    let t0 = Instant::now();
     let r = dd(&target.join("a"), 90, None);
-    rep.check(&p("write-90MiB"), r.is_ok(), format!("{r:?}"));
+    let ms = t0.elapsed().as_millis();
+    rep.check(&p("write-90MiB"), r.is_ok(), format!("{r:?} in {ms} ms"));
     let as_user = dd(&target.join("u"), 20, Some(1000));
     info(format!("{fs}: 20 MiB more as uid 1000: {as_user:?}"));
     let want = if fs == "xfs" {
@@ -249,31 +252,37 @@ async fn on_fs(q: &Setup, csi: &Csi, rep: &mut Report, fs: &str) {
     );
 }
 
-/// A driver killed with -9 after making a directory without its quota; the retry sets it.
-async fn killed_driver(q: &Setup, csi: &Csi, rep: &mut Report) {
-    let sock = PathBuf::from("/tmp/nsc/csi-killed.sock");
-    let log = std::fs::File::create("/tmp/nsc/driver-killed.log").expect("log");
-    // no --export-path: it makes the directory and records the size, no quota
+/// Another controller-only driver process on `/tmp/nsc/csi-<tag>.sock`, with `args`.
+async fn spawn_driver(q: &Setup, tag: &str, args: &[String]) -> std::io::Result<(Child, Csi)> {
+    let sock = PathBuf::from(format!("/tmp/nsc/csi-{tag}.sock"));
+    let log = std::fs::File::create(format!("/tmp/nsc/driver-{tag}.log"))?;
     let child = Command::new(&q.driver)
         .args(["serve", "--roles", "controller", "--nodeid", "nfs-guest"])
         .arg(format!("--endpoint=unix://{}", sock.display()))
-        .arg("--working-mount-dir=/tmp/nsc/work-killed")
-        .stdout(log.try_clone().expect("log"))
+        .arg(format!("--working-mount-dir=/tmp/nsc/work-{tag}"))
+        .args(args)
+        .stdout(log.try_clone()?)
         .stderr(log)
-        .spawn();
-    let Some(mut child) = rep.require("quota-kill9-driver-start", child) else {
-        return;
-    };
+        .spawn()?;
     let started = Instant::now();
     while !sock.exists() && started.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    Ok((child, connect(&sock).await))
+}
+
+/// A driver killed with -9 after making a directory without its quota; the retry sets it. Then a
+/// new controller process (a restart) finds the same project id: expansion through it raises that
+/// project's limit, and its delete releases it.
+async fn killed_driver(q: &Setup, csi: &Csi, rep: &mut Report) {
+    // no --export-path: it makes the directory and records the size, no quota
+    let started = spawn_driver(q, "killed", &[]).await;
+    let Some((mut child, killed)) = rep.require("quota-kill9-driver-start", started) else {
+        return;
+    };
     let class = class(q, "xfs", "best-effort");
     let name = new_name("pvc");
-    let first = connect(&sock)
-        .await
-        .create(class.create(&name, "k"), DL)
-        .await;
+    let first = killed.create(class.create(&name, "k"), DL).await;
     let _ = child.kill();
     let _ = child.wait();
     let Some(vol) = rep.require("quota-kill9-first-create", first.value()) else {
@@ -297,6 +306,32 @@ async fn killed_driver(q: &Setup, csi: &Csi, rep: &mut Report) {
                 .is_ok_and(|a| a.0 >= project::FIRST_ID && a.1 && a.2 == 100 * MI as u64),
         format!("{}; before {before:?}, after {after:?}", t.describe()),
     );
-    let t = csi.delete(&vol.volume_id, DL).await;
-    rep.check("quota-kill9-delete", t.ok(), t.describe());
+    let claims = local.join(".nfs-subdir-csi/projects");
+    for e in std::fs::read_dir(&claims).into_iter().flatten().flatten() {
+        let to = std::fs::read_link(e.path()).unwrap_or_default();
+        info(format!("claim {} -> {}", e.path().display(), to.display()));
+    }
+    let mapping = format!("--export-path={}:/xfs={}", q.server, local.display());
+    let started = spawn_driver(q, "restarted", &[mapping]).await;
+    let Some((mut child, fresh)) = rep.require("quota-restart-driver-start", started) else {
+        return;
+    };
+    let t = fresh.expand(&vol.volume_id, 150 * MI, DL).await;
+    let now = project_of(&local, &dir);
+    let want = after.as_ref().ok().map(|a| (a.0, 150 * MI as u64));
+    rep.check(
+        "quota-restart-same-project-expanded",
+        t.ok() && now.as_ref().ok().map(|n| (n.0, n.2)) == want,
+        format!("{}; before {after:?}, now {now:?}", t.describe()),
+    );
+    let t = fresh.delete(&vol.volume_id, DL).await;
+    let claim = claims.join(after.map(|a| a.0).unwrap_or_default().to_string());
+    let left = claim.symlink_metadata().is_ok();
+    rep.check(
+        "quota-restart-delete-releases",
+        t.ok() && !left,
+        format!("{}; claim {} left: {left}", t.describe(), claim.display()),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }
