@@ -29,7 +29,8 @@ quota_setup() {
   le=$(losetup -f --show $img/ext4.img) && mkfs.ext4 -q -O quota,project "$le" &&
     mount -o prjquota,discard "$le" $q/ext4
   quota_step quota-setup-ext4-prjquota $? "$(grep " $q/ext4 " /proc/mounts)" || return 1
-  # the kernel NFS server: its state on a tmpfs (the root is read-only), exports on the command line
+  # the kernel NFS server: its state on a tmpfs (the root is read-only), exports on the command line;
+  # a 10 s NFSv4 grace period (the shortest; the default 90 s made the first file create wait)
   mount -t tmpfs tmpfs /var/lib/nfs && mkdir -p /var/lib/nfs/v4recovery /var/lib/nfs/rpc_pipefs &&
     touch /var/lib/nfs/etab /var/lib/nfs/rmtab
   mount -t rpc_pipefs sunrpc /var/lib/nfs/rpc_pipefs 2>/dev/null
@@ -38,7 +39,8 @@ quota_setup() {
   exportfs -o rw,fsid=0,no_root_squash,no_subtree_check,crossmnt 127.0.0.1:$q &&
     exportfs -o rw,no_root_squash,no_subtree_check,fsid=11 127.0.0.1:$q/xfs &&
     exportfs -o rw,no_root_squash,no_subtree_check,fsid=12 127.0.0.1:$q/ext4 &&
-    rpc.mountd >>"$RESULTS/quota-setup.log" 2>&1 && rpc.nfsd 4 >>"$RESULTS/quota-setup.log" 2>&1
+    rpc.mountd >>"$RESULTS/quota-setup.log" 2>&1 &&
+    rpc.nfsd --grace-time 10 --lease-time 10 4 >>"$RESULTS/quota-setup.log" 2>&1
   quota_step quota-setup-kernel-nfsd $? "see quota-setup.log" || return 1
   if ! QUOTA_PID=$(start_driver "$W/csi-quota.sock" "$W/work-quota" "$RESULTS/driver-quota.log" \
     --export-path "127.0.0.1:/xfs=$q/xfs" --export-path "127.0.0.1:/ext4=$q/ext4" \
