@@ -4,7 +4,8 @@
 # them. quota_setup makes, on a tmpfs at /tmp/q (the NFSv4 pseudo root, fsid=0): an XFS loop
 # filesystem mounted prjquota at /tmp/q/xfs, an ext4 one made with -O quota,project and mounted
 # prjquota at /tmp/q/ext4, and /tmp/q/plain (tmpfs: no project quotas); exports them with the
-# kernel nfsd at 127.0.0.1 (rpcbind, exportfs, rpc.mountd, rpc.nfsd), and starts a driver on
+# kernel nfsd at 127.0.0.1 (rpcbind, exportfs, rpc.mountd, rpc.nfsd), the XFS one with ganesha too
+# (127.0.0.1:12049, /gxfs), and starts a driver on
 # $W/csi-quota.sock with --export-path for each. On success it exports NSC_QUOTA_SOCKET,
 # NSC_QUOTA_ROOT and NSC_QUOTA_SERVER for the scenario; every step prints PASS/FAIL.
 # Needs (host packages, seen through the guest's 9p root): xfsprogs, e2fsprogs, nfs-kernel-server,
@@ -42,13 +43,44 @@ quota_setup() {
     rpc.mountd >>"$RESULTS/quota-setup.log" 2>&1 &&
     rpc.nfsd --grace-time 10 --lease-time 10 4 >>"$RESULTS/quota-setup.log" 2>&1
   quota_step quota-setup-kernel-nfsd $? "see quota-setup.log" || return 1
+  quota_ganesha $q/xfs
   if ! QUOTA_PID=$(start_driver "$W/csi-quota.sock" "$W/work-quota" "$RESULTS/driver-quota.log" \
     --export-path "127.0.0.1:/xfs=$q/xfs" --export-path "127.0.0.1:/ext4=$q/ext4" \
-    --export-path "127.0.0.1:/plain=$q/plain"); then
+    --export-path "127.0.0.1:/plain=$q/plain" --export-path "127.0.0.1:/gxfs=$q/xfs"); then
     fail "quota-setup-driver-start"; return 1
   fi
   pass "quota-setup" "$(($(ms) - t)) ms: xfs, ext4 and plain exported by nfsd at 127.0.0.1"
   export NSC_QUOTA_SOCKET=$W/csi-quota.sock NSC_QUOTA_ROOT=$q NSC_QUOTA_SERVER=127.0.0.1
+}
+
+# nfs-ganesha on the same XFS filesystem, NFSv4 only, port 12049, pseudo path /gxfs (it writes as a
+# process through the filesystem, so the project quota must hold for it too). Its rpcbind
+# registration clashes with the kernel nfsd's and fails, which NFSv4 does not need (the kernel's
+# NFSv4 client asks no portmapper). Exports NSC_QUOTA_GANESHA_PORT once it answers.
+quota_ganesha() {  # DIR
+  local g=/tmp/qg
+  mkdir -p $g/recov
+  cat >$g/ganesha.conf <<EOF
+NFS_CORE_PARAM { NFS_Port = 12049; Protocols = 4; Enable_NLM = false;
+  Enable_RQUOTA = false; Enable_UDP = false; }
+NFSV4 { Graceless = true; RecoveryBackend = fs; RecoveryRoot = $g/recov; Minor_Versions = 1, 2;
+  Only_Numeric_Owners = true; }
+NFS_KRB5 { Active_krb5 = false; }
+EXPORT { Export_Id = 7; Path = $1; Pseudo = /gxfs; Access_Type = RW; Squash = No_Root_Squash;
+  SecType = sys; Protocols = 4; Transports = TCP; FSAL { Name = VFS; } }
+LOG { Default_Log_Level = EVENT; }
+EOF
+  ganesha.nfsd -F -f $g/ganesha.conf -L "$RESULTS/ganesha-quota.log" -p $g/pid </dev/null \
+    >>"$RESULTS/quota-setup.log" 2>&1 &
+  for _ in $(seq 200); do
+    if grep -q 'NFS SERVER INITIALIZED' "$RESULTS/ganesha-quota.log" 2>/dev/null; then
+      pass quota-setup-ganesha-on-xfs "port 12049, /gxfs"
+      export NSC_QUOTA_GANESHA_PORT=12049
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail quota-setup-ganesha-on-xfs "not ready in 20 s; see ganesha-quota.log"
 }
 
 # After the scenario: what xfs_quota and the claims say (for the log), then the driver stops.
@@ -57,4 +89,5 @@ quota_report() {
   echo "csi-suite: quota report after the scenario:"
   xfs_quota -x -c 'report -p -b -n' /tmp/q/xfs 2>&1 | sed 's/^/  /' | head -20
   kill "$QUOTA_PID" 2>/dev/null
+  [[ -s /tmp/qg/pid ]] && kill "$(cat /tmp/qg/pid)" 2>/dev/null
 }

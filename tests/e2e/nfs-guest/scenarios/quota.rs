@@ -8,13 +8,14 @@
 //! id's claim. Also: `enforce` where there are no project quotas is FAILED_PRECONDITION and
 //! touches nothing, and a driver killed with -9 after it made a directory without its quota
 //! leaves a state whose CreateVolume retry ends with the quota set, and a restarted controller
-//! finds the same project id (expands and releases it).
+//! finds the same project id (expands and releases it). Once through nfs-ganesha on the same XFS.
 //! Environment: NSC_QUOTA_SOCKET, NSC_QUOTA_ROOT (the exported tmpfs: xfs/, ext4/, plain/),
 //! NSC_QUOTA_SERVER, NSC_DRIVER (for the killed driver).
 
 use crate::class::{Class, MI, dir_of, new_name, pod_target};
 use crate::csi::{Csi, DL, connect};
 use crate::{Env, Report, info};
+use nfs_subdir_csi::csi::pb;
 use nfs_subdir_csi::quota::{project, sys};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -108,6 +109,7 @@ pub async fn quota(env: &Env, rep: &mut Report) {
         on_fs(&q, &csi, rep, fs).await;
     }
     killed_driver(&q, &csi, rep).await;
+    ganesha(&q, &csi, rep).await;
     let claims = q.root.join("xfs/.nfs-subdir-csi/projects");
     let left: Vec<_> = std::fs::read_dir(&claims)
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
@@ -334,4 +336,58 @@ async fn killed_driver(q: &Setup, csi: &Csi, rep: &mut Report) {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// nfs-ganesha serving the same XFS filesystem (quota-guest.sh): a 20Mi volume through it takes
+/// 15 MiB and refuses 10 MiB more (ganesha writes through the filesystem as a process).
+async fn ganesha(q: &Setup, csi: &Csi, rep: &mut Report) {
+    let port = std::env::var("NSC_QUOTA_GANESHA_PORT").unwrap_or_default();
+    if port.is_empty() {
+        println!("SKIP quota-ganesha: ganesha in the guest did not start (see the FAIL above)");
+        return;
+    }
+    let mut class = class(q, "gxfs", "enforce");
+    class.flags.push(format!("port={port}"));
+    let name = new_name("pvc");
+    let mut req = class.create(&name, "g");
+    req.capacity_range = Some(pb::CapacityRange {
+        required_bytes: 20 * MI,
+        limit_bytes: 0,
+    });
+    let t = csi.create(req, DL).await;
+    let Some(vol) = rep.require("quota-ganesha-create-20Mi", t.value()) else {
+        return;
+    };
+    let local = q.root.join("xfs");
+    let limit = project_of(&local, &local.join(dir_of(&vol))).map(|p| p.2);
+    rep.check(
+        "quota-ganesha-limit-set",
+        limit == Ok(20 * MI as u64),
+        format!("{limit:?}"),
+    );
+    let target = pod_target(&name);
+    let t = csi.publish(class.publish(&vol, &target), DL).await;
+    if rep.require("quota-ganesha-publish", t.value()).is_none() {
+        return;
+    }
+    let total = df_total(&target);
+    rep.check(
+        "quota-ganesha-df-shows-20Mi",
+        near(total, 20),
+        format!("{total} bytes"),
+    );
+    let r = dd(&target.join("a"), 15, None);
+    rep.check("quota-ganesha-write-15MiB", r.is_ok(), format!("{r:?}"));
+    let over = dd(&target.join("b"), 10, None);
+    info(format!("ganesha: 10 MiB more as root: {over:?}"));
+    rep.check(
+        "quota-ganesha-over-limit-refused",
+        over.as_ref()
+            .is_err_and(|e| e.contains("No space") || e.contains("quota")),
+        format!("{over:?}"),
+    );
+    let t = csi.unpublish(&vol.volume_id, &target, DL).await;
+    rep.check("quota-ganesha-unpublish", t.ok(), t.describe());
+    let t = csi.delete(&vol.volume_id, DL).await;
+    rep.check("quota-ganesha-delete", t.ok(), t.describe());
 }
