@@ -1,7 +1,7 @@
 //! Controller service adapter: checks CSI requests, calls [`crate::controller::Volumes`], and
-//! builds CSI responses. Expansion only records the new size (a directory has no size to change);
-//! snapshot RPCs and content sources are in `csi::snapshot`; publishing and modification are not
-//! offered.
+//! builds CSI responses. Expansion records the new size and raises the volume's project quota
+//! when it has one (controller-side only: no node expansion); snapshot RPCs and content sources
+//! are in `csi::snapshot`; publishing and modification are not offered.
 
 use super::claims::Claims;
 use super::pb::{
