@@ -8,11 +8,13 @@ use crate::metrics::{Metrics, VolumeAction};
 use crate::share::{Created, RootCache, ShareRoot, Shares, TrashEntry};
 use crate::token;
 use crate::volume::params::Defaults;
-use crate::volume::{CreateParams, OnDelete, Params, ShareSpec, SubDir, VolumeContext, VolumeId};
+use crate::volume::{CreateParams, Params, ShareSpec, SubDir, VolumeContext, VolumeId};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+mod quota;
 
 /// A CreateVolume request, validated.
 #[derive(Clone, Debug)]
@@ -60,6 +62,8 @@ pub struct Volumes {
     met: Mutex<HashSet<ShareSpec>>,
     roots: RootCache,
     metrics: Metrics,
+    /// Project quotas on the shares' filesystems this machine reaches.
+    quotas: crate::quota::Quotas,
 }
 
 impl Volumes {
@@ -77,6 +81,7 @@ impl Volumes {
             met: Mutex::default(),
             roots: RootCache::default(),
             metrics,
+            quotas: Default::default(),
         }
     }
 
@@ -203,8 +208,13 @@ impl Volumes {
         };
         let id_text = id.to_string();
         let guard = self.locks.try_lock(lock_key(&share, &sub_dir))?;
+        let started = tokio::time::Instant::now();
+        let quota_mode = req.params.quota.unwrap_or_default();
+        // Checked before anything is made: `enforce` on a share without quotas touches nothing.
+        let quota_root = self.quota_plan(&share, quota_mode, deadline).await?;
         let (umask, capacity, text) = (self.umask, req.capacity, id_text.clone());
         let guard = Arc::new(guard);
+        let (_held, quota_sub) = (guard.clone(), sub_dir.clone());
         let created = self
             .on_share(
                 &share,
@@ -216,6 +226,10 @@ impl Volumes {
                 },
             )
             .await?;
+        if let Some(local) = quota_root {
+            let left = deadline.saturating_sub(started.elapsed());
+            (self.quota_apply(local, quota_sub, capacity, quota_mode, left)).await?;
+        }
         tracing::info!(volume.id = %id_text, new = (created == Created::New), "volume ready");
         if created == Created::New {
             self.metrics.volume(VolumeAction::Created);
@@ -225,37 +239,6 @@ impl Volumes {
             id: id_text,
             capacity: req.capacity,
         })
-    }
-
-    /// Applies the volume's onDelete policy. Unknown or already deleted volumes are fine.
-    pub async fn delete(&self, raw_id: &str, deadline: Duration) -> Result<()> {
-        let id = match VolumeId::parse(raw_id) {
-            Err(Error::NotFound(_)) => return Ok(()),
-            other => other?,
-        };
-        let guard = Arc::new(self.locks.try_lock(lock_key(&id.share, &id.sub_dir))?);
-        // A pre-mounted path is touched only if this driver has used it before.
-        let create_state = id.share.is_nfs();
-        let (sub, policy) = (id.sub_dir.clone(), id.on_delete);
-        let trashed = self
-            .on_share(&id.share, &format!("delete {sub}"), deadline, move |root| {
-                let _held = guard.clone();
-                root.delete_volume(&sub, policy, create_state)
-            })
-            .await?;
-        tracing::info!(policy = %id.on_delete, "volume deleted");
-        match (id.on_delete, trashed) {
-            (_, Some(entry)) => {
-                self.metrics.volume(VolumeAction::Deleted);
-                self.metrics.trash_entries_add(1.0);
-                purge_in_background(entry, self.metrics.clone());
-            }
-            (OnDelete::Archive, None) => self.metrics.volume(VolumeAction::Archived),
-            (OnDelete::Retain, None) => self.metrics.volume(VolumeAction::Retained),
-            // Already gone: counted when it went.
-            (OnDelete::Delete, None) => {}
-        }
-        Ok(())
     }
 
     /// Looks a volume up: its recorded capacity, and `Some(reason)` if it is not healthy.
@@ -289,17 +272,20 @@ impl Volumes {
         ))
     }
 
-    /// Records a larger capacity for a volume (nothing to resize on a directory) and returns the
-    /// capacity now recorded.
+    /// Records a larger capacity for a volume and raises its project quota if it has one; returns
+    /// the capacity now recorded.
     pub async fn expand(&self, raw_id: &str, capacity: u64, deadline: Duration) -> Result<u64> {
         let id = VolumeId::parse(raw_id)?;
         let guard = Arc::new(self.locks.try_lock(lock_key(&id.share, &id.sub_dir))?);
-        let sub = id.sub_dir.clone();
-        self.on_share(&id.share, &format!("expand {sub}"), deadline, move |root| {
-            let _held = guard.clone();
-            root.expand(&sub, capacity)
-        })
-        .await
+        let (sub, _held) = (id.sub_dir.clone(), guard.clone());
+        let recorded = self
+            .on_share(&id.share, &format!("expand {sub}"), deadline, move |root| {
+                let _held = guard.clone();
+                root.expand(&sub, capacity)
+            })
+            .await?;
+        (self.quota_resize(&id.share, &id.sub_dir, recorded, deadline)).await?;
+        Ok(recorded)
     }
 
     /// Lists volumes on every known share, `max` at a time (0: all), after `token`.
@@ -370,6 +356,9 @@ impl Volumes {
         Ok(stats.available_bytes)
     }
 }
+
+#[path = "controller_release.rs"]
+mod release;
 
 fn purge_in_background(entry: TrashEntry, metrics: Metrics) {
     tokio::task::spawn_blocking(move || {

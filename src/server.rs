@@ -63,6 +63,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         router = router.add_service(ControllerServer::new(ControllerService {
             volumes,
             timeout,
+            claims: Arc::default(),
         }));
     }
     if has(Role::Node) {

@@ -1,8 +1,9 @@
 //! Controller service adapter: checks CSI requests, calls [`crate::controller::Volumes`], and
-//! builds CSI responses. Expansion only records the new size (a directory has no size to change);
-//! snapshot RPCs and content sources are in `csi::snapshot`; publishing and modification are not
-//! offered.
+//! builds CSI responses. Expansion records the new size and raises the volume's project quota
+//! when it has one (controller-side only: no node expansion); snapshot RPCs and content sources
+//! are in `csi::snapshot`; publishing and modification are not offered.
 
+use super::claims::Claims;
 use super::pb::{
     self, controller_server::Controller as CsiController, controller_service_capability as csc,
 };
@@ -22,6 +23,8 @@ pub struct ControllerService {
     pub volumes: Arc<Volumes>,
     /// Longest time any call may take.
     pub timeout: Duration,
+    /// Claim labels and annotations for subDir templates that use them.
+    pub claims: Arc<Claims>,
 }
 
 fn to_csi(v: Volume) -> pb::Volume {
@@ -48,6 +51,16 @@ fn capacity(range: Option<&pb::CapacityRange>) -> Result<u64, Error> {
     } as u64)
 }
 
+/// The `mountOptions` key of the provisioner secret (csi-driver-nfs's way of giving mount options
+/// at create and delete time; keys case-insensitive). Never logged.
+fn secret_mount_options(secrets: &std::collections::HashMap<String, String>) -> Vec<String> {
+    secrets
+        .iter()
+        .filter(|(k, v)| k.eq_ignore_ascii_case("mountOptions") && !v.trim().is_empty())
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
 fn unimplemented<T>(what: &str) -> Result<Response<T>, Status> {
     Err(Status::unimplemented(format!(
         "{what} is not supported by this driver"
@@ -67,10 +80,17 @@ impl CsiController for ControllerService {
             return Err(Error::invalid("volume name is missing").into());
         }
         let source = super::snapshot::content_source(r.volume_content_source.as_ref())?;
-        let needs = caps::check_all(&r.volume_capabilities)?;
+        let mut needs = caps::check_all(&r.volume_capabilities)?;
+        needs.flags.extend(secret_mount_options(&r.secrets));
+        let mut params = Params::parse(&r.parameters)?;
+        let started = std::time::Instant::now();
+        if params.sub_dir.as_ref().is_some_and(|t| t.needs_claim()) {
+            self.claims.fill(&mut params.metadata, limit).await?;
+        }
+        let limit = limit.saturating_sub(started.elapsed());
         let new = NewVolume {
             name: r.name,
-            params: Params::parse(&r.parameters)?,
+            params,
             mount_flags: needs.flags,
             capacity: capacity(r.capacity_range.as_ref())?,
         };
@@ -100,7 +120,12 @@ impl CsiController for ControllerService {
         if id.is_empty() {
             return Err(Error::invalid("volume id is missing").into());
         }
-        self.volumes.delete(id, limit).await?;
+        let options = secret_mount_options(&req.get_ref().secrets);
+        let mut checked = Vec::new();
+        for text in &options {
+            crate::volume::add_mount_options(&mut checked, text)?;
+        }
+        self.volumes.delete(id, &checked, limit).await?;
         Ok(Response::new(pb::DeleteVolumeResponse {}))
     }
 

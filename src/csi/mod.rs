@@ -8,6 +8,7 @@ pub mod pb {
 }
 
 pub mod caps;
+pub mod claims;
 pub mod client;
 pub mod controller;
 pub mod identity;

@@ -8,7 +8,9 @@ use crate::controller::NewVolume;
 use crate::error::{Error, Result};
 use crate::metrics::ClaimResult;
 use crate::volume::Params;
+use crate::volume::legacy;
 use crate::volume::params::VolumeSource;
+use crate::volume::template::Template;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PostParams};
@@ -99,6 +101,10 @@ async fn provision(
     let raw = class.parameters.clone().unwrap_or_default();
     let mut params = Params::parse(&raw)?;
     params.metadata = pv::metadata_of(claim, name);
+    let taking_over = ctx.provisioner != ctx.driver;
+    if ctx.nfs_export.is_some() && legacy::speaks_nfs_subdir(raw.keys(), taking_over) {
+        keep_nfs_subdir_ways(&mut params, &raw)?;
+    }
     let (capacity, bytes) = pv::requested(claim)?;
     let mount_flags = class.mount_options.clone().unwrap_or_default();
     let volume = ctx
@@ -137,6 +143,26 @@ async fn provision(
         Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(false),
         Err(e) => Err(kube_error(format!("create PV {name}"), e)),
     }
+}
+
+/// A class of nfs-subdir-external-provisioner (see [`legacy::speaks_nfs_subdir`]; the
+/// provisioner set up with its export) keeps its directory name `<namespace>-<claim>-<pv>` where `pathPattern` gives
+/// none, and its delete policy (archive when neither `onDelete` nor `archiveOnDelete` is set).
+fn keep_nfs_subdir_ways(
+    params: &mut Params,
+    raw: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    let named = match &params.sub_dir {
+        Some(pattern) => pattern.expand(&params.metadata)?.is_some(),
+        None => false,
+    };
+    if !named {
+        params.sub_dir = Some(Template::parse(
+            "${pvc.metadata.namespace}-${pvc.metadata.name}-${pv.metadata.name}",
+        )?);
+    }
+    params.on_delete = Some(legacy::nfs_subdir_policy(Some(raw))?);
+    Ok(())
 }
 
 /// The PV source a class gets: its `volumeSource`, else the in-tree `nfs:` source when the

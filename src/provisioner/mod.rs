@@ -8,7 +8,7 @@
 
 pub mod claim;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod leader;
 pub mod pv;
 pub mod release;
@@ -339,3 +339,6 @@ mod tests {
 
 #[cfg(test)]
 mod watch_api_tests;
+
+#[cfg(test)]
+mod takeover_api_tests;

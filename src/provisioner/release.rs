@@ -4,9 +4,10 @@
 
 use super::pv::{self, FINALIZER, PROVISIONED_BY, VOLUME_ID};
 use super::{Context, kube_error};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metrics::ClaimResult;
-use crate::volume::{OnDelete, Params, VolumeId};
+use crate::volume::legacy::{self, ArchiveNaming, Disposal};
+use crate::volume::{OnDelete, VolumeId};
 use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -150,30 +151,36 @@ async fn patch_finalizers(
 
 /// Applies the volume's onDelete policy to its directory, via the domain controller.
 async fn remove_directory(volume: &PersistentVolume, ctx: &Context) -> Result<()> {
-    let id = match volume_id(volume, ctx).await? {
-        Some(id) => id,
-        None => {
-            let msg = "PV names no volume of this driver; its directory, if any, is left alone";
-            tracing::warn!("{msg}");
-            ctx.event(volume, EventType::Warning, "VolumeUnknown", msg.to_owned())
-                .await;
-            return Ok(());
-        }
+    let Some((disposal, trusted)) = disposal(volume, ctx).await? else {
+        let msg = "PV names no volume of this driver; its directory, if any, is left alone";
+        tracing::warn!("{msg}");
+        ctx.event(volume, EventType::Warning, "VolumeUnknown", msg.to_owned())
+            .await;
+        return Ok(());
     };
-    ctx.volumes.delete(&id, ctx.timeout).await
+    ctx.volumes.release(disposal, trusted, ctx.timeout).await
 }
 
-/// The volume id of a PV: our annotation, else the CSI volumeHandle of our driver, else (for PVs
-/// made by nfs-subdir-external-provisioner) an `nfs:` path below the default share's export, with
-/// the policy its class gives today (its default: archive).
-async fn volume_id(volume: &PersistentVolume, ctx: &Context) -> Result<Option<String>> {
+/// What to release for a PV: our annotation's id, else the CSI volumeHandle of our driver (also
+/// a csi-driver-nfs handle when run under its name), else, for a PV of
+/// nfs-subdir-external-provisioner, its `nfs:` path below the default share's export, released as
+/// that provisioner would (see [`legacy::nfs_subdir_policy`]). The bool: the share is trusted.
+async fn disposal(volume: &PersistentVolume, ctx: &Context) -> Result<Option<(Disposal, bool)>> {
     let annotations = volume.metadata.annotations.clone().unwrap_or_default();
-    if let Some(id) = annotations.get(VOLUME_ID) {
-        return Ok(Some(id.clone()));
-    }
     let spec = volume.spec.clone().unwrap_or_default();
-    if let Some(csi) = spec.csi.filter(|c| c.driver == ctx.driver) {
-        return Ok(Some(csi.volume_handle));
+    let raw = match (annotations.get(VOLUME_ID), spec.csi) {
+        (Some(id), _) => Some(id.clone()),
+        (None, Some(csi)) if csi.driver == ctx.driver => Some(csi.volume_handle),
+        _ => None,
+    };
+    if let Some(raw) = raw {
+        let disposal = match Disposal::parse(&raw, OnDelete::Delete, &[]) {
+            Err(Error::NotFound(_)) => return Ok(None),
+            other => other?,
+        };
+        // Our own PVs on the default share were made by us: trusted like an NFS export.
+        let trusted = disposal.id.share.is_nfs() || is_default_share(&disposal, ctx);
+        return Ok(Some((disposal, trusted)));
     }
     let (Some(nfs), Some(export)) = (spec.nfs, ctx.nfs_export.as_ref()) else {
         return Ok(None);
@@ -181,24 +188,29 @@ async fn volume_id(volume: &PersistentVolume, ctx: &Context) -> Result<Option<St
     let Some((share, sub_dir)) = pv::sub_dir_below(export, &nfs.server, &nfs.path) else {
         return Ok(None);
     };
-    let mut on_delete = OnDelete::Archive;
+    let mut params = None;
     if let Some(class) = spec.storage_class_name.filter(|c| !c.is_empty()) {
         let classes: Api<StorageClass> = Api::all(ctx.client.clone());
         let found = classes
             .get_opt(&class)
             .await
             .map_err(|e| kube_error(format!("get StorageClass {class}"), e))?;
-        if let Some(params) = found.and_then(|c| c.parameters) {
-            let p = Params::parse(&params)?;
-            on_delete = p.on_delete_policy().unwrap_or(OnDelete::Archive);
-        }
+        params = found.map(|c| c.parameters.unwrap_or_default());
     }
+    let on_delete = legacy::nfs_subdir_policy(params.as_ref())?;
     let id = VolumeId {
         share,
         sub_dir,
         on_delete,
     };
-    Ok(Some(id.to_string()))
+    let archive = ArchiveNaming::Root;
+    Ok(Some((Disposal { id, archive }, true)))
+}
+
+fn is_default_share(disposal: &Disposal, ctx: &Context) -> bool {
+    ctx.nfs_export
+        .as_ref()
+        .is_some_and(|e| e.local == disposal.id.share.path)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use super::fs::{self, dup, is_dir, lstat, open_dir, open_parent, open_volume_dir};
 use super::record::{self, Record};
 use crate::error::{Error, Result};
+use crate::volume::legacy::ArchiveNaming;
 use crate::volume::{OnDelete, SubDir, path::STATE_DIR};
 use nix::errno::Errno;
 use nix::fcntl::renameat;
@@ -188,6 +189,18 @@ impl ShareRoot {
         on_delete: OnDelete,
         create_state: bool,
     ) -> Result<Option<TrashEntry>> {
+        self.delete_volume_as(sub, on_delete, ArchiveNaming::Sibling, create_state)
+    }
+
+    /// [`ShareRoot::delete_volume`] with an archive named as `naming` says (the tool that made
+    /// the volume named its archives its own way).
+    pub fn delete_volume_as(
+        &self,
+        sub: &SubDir,
+        on_delete: OnDelete,
+        naming: ArchiveNaming,
+        create_state: bool,
+    ) -> Result<Option<TrashEntry>> {
         let Some(state) = self.state(create_state)? else {
             return Ok(None);
         };
@@ -198,7 +211,7 @@ impl ShareRoot {
         let trashed = match on_delete {
             OnDelete::Retain => None,
             OnDelete::Archive => {
-                archive(&parent, last).map_err(|e| Error::errno(format!("archive {sub}"), e))?;
+                self.archive(&parent, last, sub, naming)?;
                 None
             }
             OnDelete::Delete => {
@@ -345,21 +358,8 @@ fn ensure_dir(parent: &OwnedFd, name: &str, mode: u32) -> Result<()> {
     }
 }
 
-/// Renames `last` to `archived-<last>`, or `archived-<last>-<secs>` when that name is taken, never
-/// replacing an earlier archive.
-fn archive(parent: &OwnedFd, last: &str) -> nix::Result<()> {
-    let first = format!("archived-{last}");
-    // RENAME_NOREPLACE where the filesystem has it; NFS refuses the flag (see rename_noreplace).
-    let rename = |to: &str| {
-        fs::rename_noreplace(parent, last, parent, to)
-            .map_err(|e| Errno::from_raw(e.raw_os_error()))
-    };
-    match rename(&first) {
-        Err(Errno::EEXIST) => rename(&format!("{first}-{}", unix_secs())),
-        Err(Errno::ENOENT) => Ok(()),
-        other => other,
-    }
-}
+#[path = "root_archive.rs"]
+mod archive;
 
 fn unix_secs() -> u64 {
     std::time::SystemTime::now()

@@ -249,3 +249,46 @@ fn planted_symlinks_are_never_followed() {
     assert_eq!(entry.purge().unwrap(), 2);
     assert_eq!(names(outside.path()), vec!["precious"]);
 }
+
+#[test]
+fn archives_are_named_the_way_each_tool_named_them() {
+    use crate::volume::legacy::ArchiveNaming;
+    let (dir, root) = share();
+    let nested = |name: &str| {
+        let v = sub(&format!("ns/{name}"));
+        root.create_volume(&v, 0o777, 0, GIB, name).unwrap();
+        std::fs::write(dir.path().join("ns").join(name).join("data"), name).unwrap();
+        v
+    };
+    let arch = |v: &SubDir, naming| {
+        let gone = root.delete_volume_as(v, OnDelete::Archive, naming, true);
+        assert!(gone.unwrap().is_none());
+    };
+    // Ours: next to it. csi-driver-nfs: the prefix on the whole sub-path. nfs-subdir-external-
+    // provisioner: the last component at the share root.
+    arch(&nested("a"), ArchiveNaming::Sibling);
+    arch(&nested("b"), ArchiveNaming::WholePath);
+    arch(&nested("c"), ArchiveNaming::Root);
+    let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
+    assert_eq!(read("ns/archived-a/data"), "a");
+    assert_eq!(read("archived-ns/b/data"), "b");
+    assert_eq!(read("archived-c/data"), "c");
+    // A second archive of the same name never replaces the first; a missing source is fine.
+    let again = nested("c");
+    arch(&again, ArchiveNaming::Root);
+    assert_eq!(read("archived-c/data"), "c");
+    let names = names(dir.path());
+    assert!(
+        names.iter().any(|n| n.starts_with("archived-c-")),
+        "{names:?}"
+    );
+    for naming in [
+        ArchiveNaming::Sibling,
+        ArchiveNaming::WholePath,
+        ArchiveNaming::Root,
+    ] {
+        arch(&sub("ns/never-made"), naming);
+        arch(&sub("no-parent/x"), naming);
+    }
+    assert!(!dir.path().join("archived-ns/never-made").exists());
+}

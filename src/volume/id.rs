@@ -8,8 +8,8 @@
 //! nsc1##/srv/share#pvc-5d1c…#retain#          (pre-mounted share: empty server)
 //! ```
 //!
-//! csi-driver-nfs ids (`server#share#subDir[#uuid[#onDelete]]`) are read too, so volumes made by it
-//! can be deleted by this driver after a migration.
+//! csi-driver-nfs handles (`server#share#subDir[#uuid[#onDelete]]`, see `legacy.rs`) are read too,
+//! so volumes made by it can be mounted and deleted by this driver after a migration.
 
 use super::{OnDelete, ShareSpec, SubDir};
 use crate::error::{Error, Result};
@@ -38,11 +38,16 @@ impl VolumeId {
             return Err(Error::invalid("volume id is longer than 4096 bytes"));
         }
         let fields: Vec<&str> = raw.split('#').collect();
-        if fields[0] == TAG {
+        // Ours always have six fields; csi-driver-nfs handles at most five, so never both.
+        if fields[0] == TAG && fields.len() == 6 {
             return Self::parse_v1(&fields[1..]);
         }
-        if (3..=5).contains(&fields.len()) && !fields[0].is_empty() {
-            return Self::parse_csi_driver_nfs(&fields);
+        if let Some(old) = super::legacy::CsiDriverNfsHandle::parse(raw)? {
+            return Ok(VolumeId {
+                share: old.share,
+                sub_dir: old.sub_dir,
+                on_delete: old.on_delete.unwrap_or_default(),
+            });
         }
         Err(Error::NotFound(format!(
             "volume id {:?} is not in a format of this driver",
@@ -68,18 +73,6 @@ impl VolumeId {
             share: ShareSpec::new(Some(&server), &unescape(share)?, options)?,
             sub_dir: SubDir::parse(&unescape(sub_dir)?)?,
             on_delete: on_delete.parse()?,
-        })
-    }
-
-    fn parse_csi_driver_nfs(fields: &[&str]) -> Result<Self> {
-        let on_delete = match fields.get(4) {
-            Some(s) if !s.is_empty() => s.parse()?,
-            _ => OnDelete::Delete,
-        };
-        Ok(VolumeId {
-            share: ShareSpec::new(Some(fields[0]), fields[1], Vec::new())?,
-            sub_dir: SubDir::parse(fields[2])?,
-            on_delete,
         })
     }
 }

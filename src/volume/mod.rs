@@ -2,6 +2,7 @@
 
 pub mod context;
 pub mod id;
+pub mod legacy;
 pub mod params;
 pub mod path;
 pub mod template;

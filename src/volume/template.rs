@@ -1,6 +1,8 @@
 //! `subDir` templates such as `${pvc.metadata.namespace}/${pvc.metadata.name}`, expanded from the
 //! claim metadata that the provisioner passes along (`--extra-create-metadata`), and
-//! nfs-subdir-external-provisioner's `pathPattern` (`${.PVC.namespace}/${.PVC.labels.app}`).
+//! nfs-subdir-external-provisioner's `pathPattern` (`${.PVC.namespace}/${.PVC.labels.app}`); any
+//! variable may carry a fallback, `${pvc.metadata.labels.tier:-default}`, used when it is missing or
+//! empty.
 
 use super::path::{SubDir, check_component, shorten};
 use crate::error::{Error, Result};
@@ -15,15 +17,21 @@ pub struct Metadata {
     pub pvc_namespace: Option<String>,
     /// `${pv.metadata.name}` (the CSI volume name)
     pub pv_name: Option<String>,
-    /// `${pvc.metadata.labels.<key>}`; only the `provisioner` mode sees them.
+    /// `${pvc.metadata.labels.<key>}`: the provisioner mode has the claim; the CSI path reads it.
     pub labels: BTreeMap<String, String>,
-    /// `${pvc.metadata.annotations.<key>}`; only the `provisioner` mode sees them.
+    /// `${pvc.metadata.annotations.<key>}`, read the same way.
     pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Piece {
     Text(String),
+    /// A variable and its `:-` fallback, used when the value is missing or empty.
+    Var(Var, Option<String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Var {
     PvcName,
     PvcNamespace,
     PvName,
@@ -77,11 +85,20 @@ impl Template {
             let end = after.find('}').ok_or_else(|| {
                 Error::invalid(format!("{param} {:?}: unterminated ${{", shorten(raw)))
             })?;
-            let var = &after[..end];
+            let (var, fallback) = match after[..end].split_once(":-") {
+                Some((var, fallback)) => (var, Some(fallback.to_owned())),
+                None => (&after[..end], None),
+            };
+            if let Some(f) = fallback.as_deref().filter(|_| syntax == Syntax::SubDir) {
+                check_component(f).map_err(|why| {
+                    Error::invalid(format!("{param}: fallback of ${{{}}}: {why}", shorten(var)))
+                })?;
+            }
             let piece = match syntax {
                 Syntax::SubDir => sub_dir_variable(var),
                 Syntax::PathPattern => path_pattern_variable(var),
             };
+            let piece = piece.map(|v| Piece::Var(v, fallback));
             pieces.push(piece.ok_or_else(|| {
                 let known = match syntax {
                     Syntax::SubDir => {
@@ -117,6 +134,14 @@ impl Template {
         self.pieces.iter().all(|p| matches!(p, Piece::Text(_)))
     }
 
+    /// True when the template reads the claim's labels or annotations, which only the claim
+    /// itself has (the CSI path then reads it through the Kubernetes API).
+    pub fn needs_claim(&self) -> bool {
+        self.pieces
+            .iter()
+            .any(|p| matches!(p, Piece::Var(Var::Label(_) | Var::Annotation(_), _)))
+    }
+
     /// Expands the template. `subDir`: each substituted value must be a plain name (no `/`, no
     /// `..`). `pathPattern`: missing values are empty and empty components are dropped. Either
     /// way the whole result must be a valid [`SubDir`]; `Ok(None)` means a `pathPattern` expanded
@@ -125,22 +150,24 @@ impl Template {
         let lenient = self.syntax == Syntax::PathPattern;
         let mut out = String::new();
         for piece in &self.pieces {
-            let (var, value) = match piece {
+            let (var, fallback) = match piece {
                 Piece::Text(t) => {
                     out.push_str(t);
                     continue;
                 }
-                Piece::PvcName => ("pvc.metadata.name".into(), meta.pvc_name.as_ref()),
-                Piece::PvcNamespace => {
-                    ("pvc.metadata.namespace".into(), meta.pvc_namespace.as_ref())
-                }
-                Piece::PvName => ("pv.metadata.name".into(), meta.pv_name.as_ref()),
-                Piece::Label(k) => (format!("pvc.metadata.labels.{k}"), meta.labels.get(k)),
-                Piece::Annotation(k) => (
+                Piece::Var(var, fallback) => (var, fallback),
+            };
+            let (var, value) = match var {
+                Var::PvcName => ("pvc.metadata.name".into(), meta.pvc_name.as_ref()),
+                Var::PvcNamespace => ("pvc.metadata.namespace".into(), meta.pvc_namespace.as_ref()),
+                Var::PvName => ("pv.metadata.name".into(), meta.pv_name.as_ref()),
+                Var::Label(k) => (format!("pvc.metadata.labels.{k}"), meta.labels.get(k)),
+                Var::Annotation(k) => (
                     format!("pvc.metadata.annotations.{k}"),
                     meta.annotations.get(k),
                 ),
             };
+            let value = value.filter(|v| !v.is_empty()).or(fallback.as_ref());
             match value {
                 Some(v) if lenient => out.push_str(v),
                 Some(v) => {
@@ -151,9 +178,9 @@ impl Template {
                 None if lenient => {}
                 None => {
                     return Err(Error::invalid(format!(
-                        "subDir uses ${{{var}}} but the request does not carry it (run \
-                         csi-provisioner with --extra-create-metadata; labels and annotations \
-                         are only known to the provisioner mode)"
+                        "subDir uses ${{{var}}} but it has no value and no fallback (write \
+                         ${{{var}:-<default>}} for one; claim names need csi-provisioner's \
+                         --extra-create-metadata)"
                     )));
                 }
             }
@@ -172,16 +199,16 @@ impl Template {
     }
 }
 
-fn sub_dir_variable(var: &str) -> Option<Piece> {
+fn sub_dir_variable(var: &str) -> Option<Var> {
     Some(match var {
-        "pvc.metadata.name" => Piece::PvcName,
-        "pvc.metadata.namespace" => Piece::PvcNamespace,
-        "pv.metadata.name" => Piece::PvName,
+        "pvc.metadata.name" => Var::PvcName,
+        "pvc.metadata.namespace" => Var::PvcNamespace,
+        "pv.metadata.name" => Var::PvName,
         _ => {
             if let Some(k) = var.strip_prefix("pvc.metadata.labels.") {
-                Piece::Label(non_empty_key(k)?)
+                Var::Label(non_empty_key(k)?)
             } else {
-                Piece::Annotation(non_empty_key(
+                Var::Annotation(non_empty_key(
                     var.strip_prefix("pvc.metadata.annotations.")?,
                 )?)
             }
@@ -189,16 +216,16 @@ fn sub_dir_variable(var: &str) -> Option<Piece> {
     })
 }
 
-fn path_pattern_variable(var: &str) -> Option<Piece> {
+fn path_pattern_variable(var: &str) -> Option<Var> {
     let var = var.trim().strip_prefix(".PVC.")?;
     Some(match var {
-        "name" => Piece::PvcName,
-        "namespace" => Piece::PvcNamespace,
+        "name" => Var::PvcName,
+        "namespace" => Var::PvcNamespace,
         _ => {
             if let Some(k) = var.strip_prefix("labels.") {
-                Piece::Label(non_empty_key(k)?)
+                Var::Label(non_empty_key(k)?)
             } else {
-                Piece::Annotation(non_empty_key(var.strip_prefix("annotations.")?)?)
+                Var::Annotation(non_empty_key(var.strip_prefix("annotations.")?)?)
             }
         }
     })
@@ -209,135 +236,5 @@ fn non_empty_key(k: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta() -> Metadata {
-        Metadata {
-            pvc_name: Some("data-redis-0".into()),
-            pvc_namespace: Some("prod".into()),
-            pv_name: Some("pvc-123".into()),
-            labels: [("app".into(), "redis".into())].into(),
-            annotations: [("nfs.io/storage-path".into(), "data/one".into())].into(),
-        }
-    }
-
-    fn expand(t: &Template, m: &Metadata) -> Option<String> {
-        t.expand(m).unwrap().map(|d| d.as_str().to_owned())
-    }
-
-    #[test]
-    fn expands_labels_and_annotations() {
-        let t = Template::parse("${pvc.metadata.labels.app}/${pvc.metadata.name}").unwrap();
-        assert_eq!(expand(&t, &meta()).as_deref(), Some("redis/data-redis-0"));
-        // In subDir a value is one plain component; a missing one is an error.
-        let a = Template::parse("${pvc.metadata.annotations.nfs.io/storage-path}").unwrap();
-        assert!(a.expand(&meta()).is_err(), "value with '/' accepted");
-        let l = Template::parse("${pvc.metadata.labels.missing}").unwrap();
-        assert!(l.expand(&meta()).is_err(), "missing label accepted");
-        for bad in ["${pvc.metadata.labels.}", "${pvc.metadata.annotations.}"] {
-            assert!(Template::parse(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn path_pattern_reads_like_nfs_subdir_external_provisioner() {
-        let p = |raw: &str| Template::parse_path_pattern(raw).unwrap();
-        let m = meta();
-        assert_eq!(
-            expand(&p("${.PVC.namespace}-${.PVC.name}"), &m).as_deref(),
-            Some("prod-data-redis-0")
-        );
-        assert_eq!(
-            expand(
-                &p("${.PVC.namespace}/${.PVC.annotations.nfs.io/storage-path}"),
-                &m
-            )
-            .as_deref(),
-            Some("prod/data/one"),
-            "annotation values may hold '/'"
-        );
-        // A missing value is empty and empty components vanish, as with Go's filepath.Join.
-        assert_eq!(
-            expand(&p("/${.PVC.labels.tier}/${.PVC.labels.app}/"), &m).as_deref(),
-            Some("redis")
-        );
-        assert_eq!(
-            expand(&p("${.PVC.labels.tier}"), &m),
-            None,
-            "empty: default dir"
-        );
-        assert_eq!(
-            expand(&p("static"), &Metadata::default()).as_deref(),
-            Some("static")
-        );
-        for bad in [
-            "${.PV.name}",
-            "${pvc.metadata.name}",
-            "${.PVC.labels.}",
-            "${.PVC.name",
-            "../x",
-        ] {
-            assert!(Template::parse_path_pattern(bad).is_err(), "{bad:?}");
-        }
-        // Values still cannot climb out of the share or into the driver's state.
-        for hostile in ["..", "a/../../b", ".nfs-subdir-csi"] {
-            let m = Metadata {
-                labels: [("app".into(), hostile.into())].into(),
-                ..meta()
-            };
-            assert!(
-                p("${.PVC.labels.app}").expand(&m).is_err(),
-                "{hostile:?} accepted"
-            );
-        }
-    }
-
-    #[test]
-    fn expands_known_variables() {
-        let t =
-            Template::parse("${pvc.metadata.namespace}/${pvc.metadata.name}-${pv.metadata.name}")
-                .unwrap();
-        assert_eq!(
-            t.expand(&meta()).unwrap().unwrap().as_str(),
-            "prod/data-redis-0-pvc-123"
-        );
-        assert_eq!(
-            Template::parse("fixed/dir")
-                .unwrap()
-                .expand(&Metadata::default())
-                .unwrap()
-                .unwrap()
-                .as_str(),
-            "fixed/dir"
-        );
-    }
-
-    #[test]
-    fn refuses_bad_templates_and_values() {
-        for bad in [
-            "${pvc.metadata.labels}",
-            "${pvc.metadata.name",
-            "../x",
-            "/abs",
-            "a//b",
-        ] {
-            assert!(Template::parse(bad).is_err(), "{bad:?}");
-        }
-        let t = Template::parse("${pvc.metadata.name}").unwrap();
-        assert!(
-            t.expand(&Metadata::default()).is_err(),
-            "missing value accepted"
-        );
-        for hostile in ["..", "a/b", ".", "x\0"] {
-            let m = Metadata {
-                pvc_name: Some(hostile.into()),
-                ..meta()
-            };
-            assert!(t.expand(&m).is_err(), "{hostile:?} accepted");
-        }
-        // Text around variables cannot climb out either.
-        let climb = Template::parse("../${pvc.metadata.name}").unwrap();
-        assert!(climb.expand(&meta()).is_err());
-    }
-}
+#[path = "template_tests.rs"]
+mod tests;

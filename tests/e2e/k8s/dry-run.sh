@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Server-side dry run of every manifest the project ships, against the real kube-apiserver: each
 # YAML file under deploy/ (deploy/provisioner/ included; the Helm chart rendered with
-# `helm template`, with its default values and with mode=provisioner) and examples/, plus every
+# `helm template`, with its default values, with mode=provisioner and with
+# nfs-subdir-external-provisioner's values shape) and examples/, plus every
 # kustomization (deploy/, deploy/provisioner/; a kustomize Component such as
 # deploy/components/sidecars/ through an overlay of deploy/ that uses it, and the chart with
 # sidecars.conventionalLayout=true). The chart's opt-in ServiceMonitor/PodMonitor are not dry-run:
@@ -42,6 +43,14 @@ if [ -n "$HELM" ] && "$HELM" version --short >/dev/null 2>&1; then
       out="$DIR/$(basename "$chart").mode-provisioner.rendered.yaml"
       check "helm template $chart --set mode=provisioner" \
         eval '"$HELM" template nfs-subdir-csi "$chart" --set mode=provisioner >"$out"'
+      CHARTS+=("$out")
+    fi
+    # nfs-subdir-external-provisioner's values.yaml shape (a takeover install).
+    old_values=tests/e2e/manifests/old-values/nfs-subdir-external-provisioner.yaml
+    if [ -f "$old_values" ]; then
+      out="$DIR/$(basename "$chart").old-values.rendered.yaml"
+      check "helm template $chart -f $old_values" \
+        eval '"$HELM" template nfs-subdir-csi "$chart" -f "$old_values" >"$out"'
       CHARTS+=("$out")
     fi
     if grep -q 'conventionalLayout:' "$chart/values.yaml"; then

@@ -1471,6 +1471,12 @@ def main() -> int:
     except Exception as e:  # noqa: BLE001
         rep.fail("provisioner policy self-tests", f"crashed: {type(e).__name__}: {e}")
 
+    try:
+        import compat_values  # noqa: PLC0415 - a sibling file, loaded where it is used
+        compat_values.checks(rep, args.helm, chart)
+    except Exception as e:  # noqa: BLE001
+        rep.fail("old-shape values checks", f"crashed: {type(e).__name__}: {e}")
+
     print()
     if rep.skipped:
         print(f"manifests: {rep.skipped} skipped")

@@ -55,6 +55,41 @@ impl Csi {
         timed(dl, self.controller.clone().delete_volume(req(r, dl))).await
     }
 
+    /// DeleteVolume with the provisioner secret csi-provisioner passes.
+    pub async fn delete_with_secrets(
+        &self,
+        id: &str,
+        secrets: std::collections::HashMap<String, String>,
+        dl: Duration,
+    ) -> Timed<pb::DeleteVolumeResponse> {
+        let r = pb::DeleteVolumeRequest {
+            volume_id: id.into(),
+            secrets,
+        };
+        timed(dl, self.controller.clone().delete_volume(req(r, dl))).await
+    }
+
+    pub async fn expand(
+        &self,
+        id: &str,
+        bytes: i64,
+        dl: Duration,
+    ) -> Timed<pb::ControllerExpandVolumeResponse> {
+        let r = pb::ControllerExpandVolumeRequest {
+            volume_id: id.into(),
+            capacity_range: Some(pb::CapacityRange {
+                required_bytes: bytes,
+                limit_bytes: 0,
+            }),
+            ..Default::default()
+        };
+        timed(
+            dl,
+            self.controller.clone().controller_expand_volume(req(r, dl)),
+        )
+        .await
+    }
+
     pub async fn publish(
         &self,
         r: pb::NodePublishVolumeRequest,

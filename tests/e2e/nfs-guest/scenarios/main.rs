@@ -22,6 +22,10 @@
 //!   target, which needs the lazy fallback, and NodeGetVolumeStats); after a start the next calls
 //!   succeed on the same driver process and none of its threads is left stuck in the kernel.
 //! - server-restart (outage.rs): a ganesha restart does not leave stale handles behind.
+//! - csi-driver-nfs (legacy.rs): its directories, handles and volume attributes: NodePublish
+//!   mounts server:share/subdir; DeleteVolume deletes, archives (archived-<subDir>), retains, and
+//!   refuses hostile handles.
+//! - quota (quota.rs): project quotas through the guest's kernel NFS server on XFS and ext4.
 //! - snapshot (snapshot.rs): a volume filled through a pod's mount is snapshotted and restored
 //!   (NFSv4.2 and v4.1) and cloned (v4.2); the new volumes hold the same tree; prints how the data
 //!   moved (clone / copy_file_range / read-write) and what did not stick.
@@ -40,8 +44,10 @@ mod class;
 mod csi;
 mod harness;
 mod inflight;
+mod legacy;
 mod mounts;
 mod outage;
+mod quota;
 mod snapshot;
 mod stale;
 mod story;
@@ -188,6 +194,10 @@ async fn nfs_guest_scenarios() {
             snapshot::snapshot(&env, &mut rep, &format!("v{vers}"), &class, clone).await;
         }
     }
+    if run("csi-driver-nfs") {
+        step("csi-driver-nfs");
+        legacy::csi_driver_nfs(&env, &mut rep).await;
+    }
     if run("server-down") {
         step("server-down");
         outage::server_down(&env, &mut rep).await;
@@ -195,6 +205,10 @@ async fn nfs_guest_scenarios() {
     if run("server-restart") {
         step("server-restart");
         outage::server_restart(&env, &mut rep).await;
+    }
+    if run("quota") {
+        step("quota");
+        quota::quota(&env, &mut rep).await;
     }
     step("done");
     println!(

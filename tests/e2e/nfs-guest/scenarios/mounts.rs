@@ -92,9 +92,26 @@ pub struct RawMount {
 
 impl RawMount {
     pub fn new(env: &Env, vers: &str) -> Result<RawMount, String> {
-        let path = PathBuf::from(format!("/tmp/raw-v{vers}"));
+        Self::with(env, vers, "")
+    }
+
+    /// Without attribute and lookup caches: what another client (the driver's own mount) did
+    /// shows at once.
+    pub fn uncached(env: &Env, vers: &str) -> Result<RawMount, String> {
+        Self::with(env, vers, ",noac,lookupcache=none")
+    }
+
+    fn with(env: &Env, vers: &str, extra: &str) -> Result<RawMount, String> {
+        let path = PathBuf::from(format!(
+            "/tmp/raw-v{vers}{}",
+            extra.replace([',', '='], "-")
+        ));
         std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
-        let mut data = format!("vers={vers},addr={}{}", env.server, env.port_opts(vers));
+        let mut data = format!(
+            "vers={vers},addr={}{}{extra}",
+            env.server,
+            env.port_opts(vers)
+        );
         if vers == "3" {
             data.push_str(",nolock");
         }

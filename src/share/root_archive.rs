@@ -1,0 +1,56 @@
+//! Archiving a volume directory where the tool that made it put its archives (this driver,
+//! csi-driver-nfs, nfs-subdir-external-provisioner), never replacing an earlier archive.
+
+use super::super::fs::{lstat, open_parent};
+use super::{ShareRoot, unix_secs};
+use crate::error::{Error, Result};
+use crate::volume::SubDir;
+use crate::volume::legacy::ArchiveNaming;
+use nix::errno::Errno;
+use nix::fcntl::{RenameFlags, renameat, renameat2};
+use std::os::fd::OwnedFd;
+
+impl ShareRoot {
+    /// Archives the volume `sub` (whose parent is open as `parent`) where `naming` puts it.
+    pub(super) fn archive(
+        &self,
+        parent: &OwnedFd,
+        last: &str,
+        sub: &SubDir,
+        naming: ArchiveNaming,
+    ) -> Result<()> {
+        let failed = |e| Error::errno(format!("archive {sub}"), e);
+        match naming {
+            ArchiveNaming::Sibling => archive(parent, last, parent, &format!("archived-{last}")),
+            ArchiveNaming::Root => archive(parent, last, &self.fd, &format!("archived-{last}")),
+            ArchiveNaming::WholePath => {
+                if lstat(parent, last).is_err() {
+                    return Ok(());
+                }
+                let target = SubDir::parse(&format!("archived-{sub}"))?;
+                let (to, name) = open_parent(&self.fd, &target, Some(0o777))?;
+                archive(parent, last, &to, name)
+            }
+        }
+        .map_err(failed)
+    }
+}
+
+/// Renames `last` in `from` to `to_name` in `to`, or `<to_name>-<secs>` when that name is taken,
+/// never replacing an earlier archive. A source already gone is fine. NFS has no
+/// RENAME_NOREPLACE (EINVAL): there the name is checked first, then renamed.
+fn archive(from: &OwnedFd, last: &str, to: &OwnedFd, to_name: &str) -> nix::Result<()> {
+    let rename = |name: &str| match renameat2(from, last, to, name, RenameFlags::RENAME_NOREPLACE) {
+        Err(Errno::EINVAL) => match lstat(to, name) {
+            Ok(_) => Err(Errno::EEXIST),
+            Err(Errno::ENOENT) => renameat(from, last, to, name),
+            Err(e) => Err(e),
+        },
+        other => other,
+    };
+    match rename(to_name) {
+        Err(Errno::EEXIST) => rename(&format!("{to_name}-{}", unix_secs())),
+        Err(Errno::ENOENT) => Ok(()),
+        other => other,
+    }
+}
