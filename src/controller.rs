@@ -197,7 +197,7 @@ impl Volumes {
             sub_dir: sub_dir.clone(),
             on_delete,
         };
-        let id_text = id.to_string();
+        let id_text = id.to_printed()?;
         let guard = self.locks.try_lock(lock_key(&share, &sub_dir))?;
         let (umask, capacity, text) = (self.umask, req.capacity, id_text.clone());
         let guard = Arc::new(guard);

@@ -14,6 +14,7 @@ pub mod controller;
 pub mod csi;
 pub mod endpoint;
 pub mod error;
+pub mod escape;
 pub mod guard;
 pub mod http;
 pub mod metrics;

@@ -12,7 +12,9 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder
+            .fmt_fields(nfs_subdir_csi::escape::log_fields())
+            .init(),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
