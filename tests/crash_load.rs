@@ -258,6 +258,7 @@ async fn kill_nine_under_load_loses_nothing() {
     );
 
     // 100 parallel identical CreateVolume calls: one directory, one id.
+    let retries = Retries::default();
     let channel = lazy_channel(&socket);
     let mut same = Vec::new();
     for _ in 0..100 {
@@ -284,5 +285,8 @@ async fn kill_nine_under_load_loses_nothing() {
         now.difference(&expected).collect::<Vec<_>>(),
         vec!["pvc-same"]
     );
-    println!("crash-load: 100 parallel identical CreateVolume -> 1 directory, 1 id");
+    println!(
+        "crash-load: 100 parallel identical CreateVolume -> 1 directory, 1 id; retries by code {:?}",
+        retries.lock().unwrap()
+    );
 }

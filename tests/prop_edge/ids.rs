@@ -205,3 +205,40 @@ fn volume_contexts_round_trip() {
         Ok(())
     });
 }
+
+/// Reads a record key back: `%2F` is `/`, `%25` is `%`.
+fn unescape_key(key: &str) -> Option<String> {
+    let (mut out, mut rest) = (String::new(), key);
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        out.push(match rest.get(i..i + 3)? {
+            "%2F" => '/',
+            "%25" => '%',
+            _ => return None,
+        });
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+#[test]
+fn record_keys_are_one_plain_file_name_per_directory() {
+    let long = proptest::collection::vec("[a%/]{1,100}", 1..5).prop_map(|p| p.join("/"));
+    check("record_key", prop_oneof![good_sub_dir(), long], |raw| {
+        let Ok(sub) = SubDir::parse(&raw) else {
+            return Ok(());
+        };
+        let key = nfs_subdir_csi::share::record::key(&sub);
+        prop_assert!(!key.is_empty() && key.len() <= 255, "{key:?}");
+        prop_assert!(
+            !key.contains(['/', '\0']) && key != "." && key != "..",
+            "{key:?}"
+        );
+        if !key.starts_with('~') {
+            // Short keys read back to their directory, so two directories never share a record.
+            prop_assert_eq!(unescape_key(&key), Some(raw));
+        }
+        Ok(())
+    });
+}
