@@ -63,11 +63,17 @@ async fn control_characters_in_input_are_escaped_in_answers_and_logs() {
     // Foreign and malformed ids holding the same text.
     c.delete_volume(del(hostile("garbage"))).await.unwrap();
     let validate = pb::ValidateVolumeCapabilitiesRequest {
-        volume_id: hostile("nsc1##/srv#x#delete#"),
+        // A well-formed id of a volume that is not there: NOT_FOUND names the id.
+        volume_id: format!(
+            "nsc1##{}#{}#delete#",
+            d.share().display(),
+            hostile("x").replace('\0', "")
+        ),
         volume_capabilities: vec![common::cap(Mode::MultiNodeMultiWriter)],
         ..Default::default()
     };
     let err = c.validate_volume_capabilities(validate).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     assert_unforged("the gRPC message", err.message());
 
     let log = d.log();
