@@ -206,7 +206,7 @@ impl Volumes {
             sub_dir: sub_dir.clone(),
             on_delete,
         };
-        let id_text = id.to_string();
+        let id_text = id.to_printed()?;
         let guard = self.locks.try_lock(lock_key(&share, &sub_dir))?;
         let started = tokio::time::Instant::now();
         let quota_mode = req.params.quota.unwrap_or_default();

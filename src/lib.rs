@@ -16,6 +16,7 @@ pub mod copy;
 pub mod csi;
 pub mod endpoint;
 pub mod error;
+pub mod escape;
 pub mod guard;
 pub mod http;
 pub mod metrics;

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use nfs_subdir_csi::cli::{Cli, Command, LogFormat};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -9,10 +10,14 @@ fn main() -> std::process::ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file or `kubectl logs` gets plain text.
+        .with_ansi(std::io::stderr().is_terminal());
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder
+            .fmt_fields(nfs_subdir_csi::escape::log_fields())
+            .init(),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -22,9 +22,17 @@ pub fn decode(token: &str) -> Result<Option<String>> {
     if token.len() % 2 != 0 || token.len() > 8192 {
         return Err(bad());
     }
-    let bytes: Option<Vec<u8>> = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+    // Only what `encode` writes: lowercase hex digits (from_str_radix would also take "+f" and
+    // "AB", tokens this driver never issued).
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let bytes: Option<Vec<u8>> = token
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
         .collect();
     String::from_utf8(bytes.ok_or_else(bad)?)
         .map(Some)
@@ -40,7 +48,8 @@ mod tests {
         let key = "/srv/share\0pvc-1";
         assert_eq!(decode(&encode(key)).unwrap().as_deref(), Some(key));
         assert_eq!(decode("").unwrap(), None);
-        for bad in ["invalid-token", "abc", "zz"] {
+        // "+f" and uppercase were once accepted (found by tests/prop_edge).
+        for bad in ["invalid-token", "abc", "zz", "+f", "+f+f", "AB", "0A"] {
             assert!(matches!(decode(bad), Err(Error::BadToken(_))), "{bad}");
         }
     }

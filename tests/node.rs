@@ -3,44 +3,11 @@
 
 mod common;
 
-use common::{Driver, cap, create};
+use common::node::{mounted, publish_req, require_root, unpublish_req};
+use common::{Driver, create};
 use nfs_subdir_csi::csi::pb::{self, volume_capability::access_mode::Mode};
-use nfs_subdir_csi::mount::mountinfo;
 use std::path::Path;
 use tonic::Code;
-
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the node tests make real bind mounts and must run as root (CI does)"
-    );
-}
-
-fn publish_req(
-    id: &str,
-    target: &Path,
-    mode: Mode,
-    readonly: bool,
-) -> pb::NodePublishVolumeRequest {
-    pb::NodePublishVolumeRequest {
-        volume_id: id.to_owned(),
-        target_path: target.display().to_string(),
-        volume_capability: Some(cap(mode)),
-        readonly,
-        ..Default::default()
-    }
-}
-
-fn unpublish_req(id: &str, target: &Path) -> pb::NodeUnpublishVolumeRequest {
-    pb::NodeUnpublishVolumeRequest {
-        volume_id: id.to_owned(),
-        target_path: target.display().to_string(),
-    }
-}
-
-fn mounted(path: &Path) -> bool {
-    mountinfo::at(&mountinfo::read().unwrap(), path).is_some()
-}
 
 #[tokio::test]
 async fn two_pods_share_data_and_it_survives_republish() {

@@ -1,6 +1,7 @@
 //! The one mapping from the crate's [`Error`] to gRPC status codes.
 
 use crate::error::Error;
+use crate::escape;
 use tonic::{Code, Status};
 
 impl From<Error> for Status {
@@ -16,7 +17,8 @@ impl From<Error> for Status {
             Error::NoSpace(_) => Code::ResourceExhausted,
             Error::Io { .. } => Code::Internal,
         };
-        Status::new(code, e.to_string())
+        // User-supplied text (ids, parameters, paths) is in many messages: escaped here, once.
+        Status::new(code, escape::controls(&e.to_string()).into_owned())
     }
 }
 
@@ -57,6 +59,26 @@ mod tests {
         ];
         for (err, code) in cases {
             assert_eq!(Status::from(err).code(), code);
+        }
+    }
+
+    #[test]
+    fn user_text_cannot_forge_lines_in_details() {
+        let hostile = "/srv/x\r\nERROR forged line\x1b[2J\0";
+        for err in [
+            Error::Unavailable(format!("share root {hostile}: gone")),
+            Error::invalid(hostile),
+            Error::io(hostile, std::io::Error::from_raw_os_error(libc::EPERM)),
+        ] {
+            let msg = Status::from(err).message().to_owned();
+            assert!(
+                !msg.contains(['\r', '\n', '\x1b', '\0']),
+                "raw control character in {msg:?}"
+            );
+            assert!(
+                msg.contains("\\r\\nERROR forged line\\u{1b}[2J\\0"),
+                "{msg}"
+            );
         }
     }
 }

@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 use std::fmt;
 
 const TAG: &str = "nsc1";
+/// Longest id the parser accepts, and so the longest the printer hands out.
+pub const MAX_LEN: usize = 4096;
 
 /// A parsed volume id.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -34,8 +36,10 @@ impl VolumeId {
         if raw.is_empty() {
             return Err(Error::invalid("volume id is empty"));
         }
-        if raw.len() > 4096 {
-            return Err(Error::invalid("volume id is longer than 4096 bytes"));
+        if raw.len() > MAX_LEN {
+            return Err(Error::invalid(format!(
+                "volume id is longer than {MAX_LEN} bytes"
+            )));
         }
         let fields: Vec<&str> = raw.split('#').collect();
         // Ours always have six fields; csi-driver-nfs handles at most five, so never both.
@@ -53,6 +57,20 @@ impl VolumeId {
             "volume id {:?} is not in a format of this driver",
             super::path::shorten(raw)
         )))
+    }
+
+    /// The id as text; refused when longer than [`MAX_LEN`] (escaping can triple a field), so
+    /// CreateVolume never hands out an id that DeleteVolume would refuse.
+    pub fn to_printed(&self) -> Result<String> {
+        let text = self.to_string();
+        if text.len() > MAX_LEN {
+            return Err(Error::invalid(format!(
+                "the volume id would be {} bytes, longer than {MAX_LEN}: use a shorter share \
+                 path or directory, or fewer mount options",
+                text.len()
+            )));
+        }
+        Ok(text)
     }
 
     fn parse_v1(fields: &[&str]) -> Result<Self> {
@@ -151,6 +169,22 @@ mod tests {
             assert!(text.starts_with("nsc1#"), "{text}");
             assert_eq!(VolumeId::parse(&text).unwrap(), v, "{text}");
         }
+    }
+
+    #[test]
+    fn ids_too_long_to_parse_are_not_printed() {
+        // Found by tests/prop_edge: escaping triples '%' and '#', so valid parts once printed
+        // to an id over 4096 bytes that DeleteVolume refused; CreateVolume now refuses it first.
+        let (share, sub) = (
+            format!("/{}", "%".repeat(1000)),
+            vec!["#".repeat(255); 3].join("/"),
+        );
+        let v = id(None, &share, &sub, OnDelete::Delete, &[]);
+        assert!(VolumeId::parse(&v.to_string()).is_err());
+        let err = v.to_printed().unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        let fits = id(None, "/%", "#", OnDelete::Delete, &[]);
+        assert_eq!(VolumeId::parse(&fits.to_printed().unwrap()).unwrap(), fits);
     }
 
     #[test]

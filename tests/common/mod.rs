@@ -5,6 +5,7 @@
 
 pub mod h2raw;
 pub mod http;
+pub mod node;
 pub mod snap;
 
 use nfs_subdir_csi::csi::client;
@@ -94,6 +95,15 @@ impl Driver {
 }
 
 impl Driver {
+    /// Kills the driver with SIGKILL (no clean-up of any kind) and returns its temp dir, so a
+    /// restart with [`Driver::start_in`] finds what the dead process left.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::Builder::new().tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
     /// Stops the driver with SIGTERM (a connected client holds it for the grace period at most)
     /// and returns how it exited.
     pub fn shutdown(mut self) -> std::process::ExitStatus {
