@@ -36,8 +36,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ok, 7);
-        let slow = run("slow", Duration::from_millis(20), || {
-            std::thread::sleep(Duration::from_millis(300));
+        // The slow task blocks until released after the check, so it cannot finish first
+        // however late the timer fires on a loaded machine.
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let slow = run("slow", Duration::from_millis(20), move || {
+            let _ = wait.recv();
             Ok(())
         })
         .await;
@@ -45,5 +48,6 @@ mod tests {
             matches!(slow, Err(Error::Timeout { millis: 20, .. })),
             "{slow:?}"
         );
+        let _ = release.send(());
     }
 }

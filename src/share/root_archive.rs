@@ -1,13 +1,12 @@
 //! Archiving a volume directory where the tool that made it put its archives (this driver,
 //! csi-driver-nfs, nfs-subdir-external-provisioner), never replacing an earlier archive.
 
-use super::super::fs::{lstat, open_parent};
+use super::super::fs::{lstat, open_parent, rename_noreplace};
 use super::{ShareRoot, unix_secs};
 use crate::error::{Error, Result};
 use crate::volume::SubDir;
 use crate::volume::legacy::ArchiveNaming;
 use nix::errno::Errno;
-use nix::fcntl::{RenameFlags, renameat, renameat2};
 use std::os::fd::OwnedFd;
 
 impl ShareRoot {
@@ -37,16 +36,11 @@ impl ShareRoot {
 }
 
 /// Renames `last` in `from` to `to_name` in `to`, or `<to_name>-<secs>` when that name is taken,
-/// never replacing an earlier archive. A source already gone is fine. NFS has no
-/// RENAME_NOREPLACE (EINVAL): there the name is checked first, then renamed.
+/// never replacing an earlier archive. A source already gone is fine. (On NFS, which has no
+/// RENAME_NOREPLACE, [`rename_noreplace`] checks the name first, then renames.)
 fn archive(from: &OwnedFd, last: &str, to: &OwnedFd, to_name: &str) -> nix::Result<()> {
-    let rename = |name: &str| match renameat2(from, last, to, name, RenameFlags::RENAME_NOREPLACE) {
-        Err(Errno::EINVAL) => match lstat(to, name) {
-            Ok(_) => Err(Errno::EEXIST),
-            Err(Errno::ENOENT) => renameat(from, last, to, name),
-            Err(e) => Err(e),
-        },
-        other => other,
+    let rename = |name: &str| {
+        rename_noreplace(from, last, to, name).map_err(|e| Errno::from_raw(e.raw_os_error()))
     };
     match rename(to_name) {
         Err(Errno::EEXIST) => rename(&format!("{to_name}-{}", unix_secs())),
