@@ -149,4 +149,9 @@ pub struct VolumeArgs {
     /// Longest time, in seconds, any one call may take (a CSI caller's shorter deadline wins).
     #[arg(long, env = "OPERATION_TIMEOUT", default_value_t = 30)]
     pub operation_timeout: u64,
+    /// `server:/export=/local/path`: the export's filesystem is mounted here on the controller's
+    /// machine, so volumes on it get project quotas (StorageClass parameter `quota`). Repeatable;
+    /// the environment variable takes a comma-separated list.
+    #[arg(long = "export-path", env = "EXPORT_PATHS", value_delimiter = ',')]
+    pub export_paths: Vec<crate::quota::ExportPath>,
 }

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod quota;
+
 /// A CreateVolume request, validated.
 #[derive(Clone, Debug)]
 pub struct NewVolume {
@@ -50,14 +52,18 @@ pub struct Page {
 /// The volume operations' state: how to reach shares, which volumes are busy, defaults.
 #[derive(Debug)]
 pub struct Volumes {
-    shares: Arc<Shares>,
-    locks: Locks,
-    defaults: Defaults,
+    pub(crate) shares: Arc<Shares>,
+    pub(crate) locks: Locks,
+    pub(crate) defaults: Defaults,
+    /// Snapshot and restore copies running in the background (`crate::snapshot`).
+    pub(crate) jobs: crate::snapshot::Jobs,
     umask: u32,
     /// Shares a call has succeeded on (their trash swept once).
     met: Mutex<HashSet<ShareSpec>>,
     roots: RootCache,
     metrics: Metrics,
+    /// Project quotas on the shares' filesystems this machine reaches.
+    quotas: crate::quota::Quotas,
 }
 
 impl Volumes {
@@ -70,16 +76,18 @@ impl Volumes {
             shares,
             locks: Locks::default(),
             defaults,
+            jobs: Default::default(),
             umask: 0,
             met: Mutex::default(),
             roots: RootCache::default(),
             metrics,
+            quotas: Default::default(),
         }
     }
 
     /// Runs `op` on the open root of `spec` off the runtime within one `deadline`, trying once
     /// more on a fresh working mount if the share was stale or unreachable.
-    async fn on_share<T, F>(
+    pub(crate) async fn on_share<T, F>(
         &self,
         spec: &ShareSpec,
         what: &str,
@@ -155,6 +163,7 @@ impl Volumes {
         if first {
             self.shares.note_used(spec);
             self.sweep_trash(spec, deadline);
+            self.sweep_copies(spec, deadline);
         }
     }
 
@@ -200,8 +209,13 @@ impl Volumes {
         };
         let id_text = id.to_string();
         let guard = self.locks.try_lock(lock_key(&share, &sub_dir))?;
+        let started = tokio::time::Instant::now();
+        let quota_mode = req.params.quota.unwrap_or_default();
+        // Checked before anything is made: `enforce` on a share without quotas touches nothing.
+        let quota_root = self.quota_plan(&share, quota_mode, deadline).await?;
         let (umask, capacity, text) = (self.umask, req.capacity, id_text.clone());
         let guard = Arc::new(guard);
+        let (_held, quota_sub) = (guard.clone(), sub_dir.clone());
         let created = self
             .on_share(
                 &share,
@@ -213,6 +227,10 @@ impl Volumes {
                 },
             )
             .await?;
+        if let Some(local) = quota_root {
+            let left = deadline.saturating_sub(started.elapsed());
+            (self.quota_apply(local, quota_sub, capacity, quota_mode, left)).await?;
+        }
         tracing::info!(volume.id = %id_text, new = (created == Created::New), "volume ready");
         if created == Created::New {
             self.metrics.volume(VolumeAction::Created);
@@ -258,17 +276,20 @@ impl Volumes {
         ))
     }
 
-    /// Records a larger capacity for a volume (nothing to resize on a directory) and returns the
-    /// capacity now recorded.
+    /// Records a larger capacity for a volume and raises its project quota if it has one; returns
+    /// the capacity now recorded.
     pub async fn expand(&self, raw_id: &str, capacity: u64, deadline: Duration) -> Result<u64> {
         let id = VolumeId::parse(raw_id)?;
         let guard = Arc::new(self.locks.try_lock(lock_key(&id.share, &id.sub_dir))?);
-        let sub = id.sub_dir.clone();
-        self.on_share(&id.share, &format!("expand {sub}"), deadline, move |root| {
-            let _held = guard.clone();
-            root.expand(&sub, capacity)
-        })
-        .await
+        let (sub, _held) = (id.sub_dir.clone(), guard.clone());
+        let recorded = self
+            .on_share(&id.share, &format!("expand {sub}"), deadline, move |root| {
+                let _held = guard.clone();
+                root.expand(&sub, capacity)
+            })
+            .await?;
+        (self.quota_resize(&id.share, &id.sub_dir, recorded, deadline)).await?;
+        Ok(recorded)
     }
 
     /// Lists volumes on every known share, `max` at a time (0: all), after `token`.
@@ -360,6 +381,7 @@ fn purge_in_background(entry: TrashEntry, metrics: Metrics) {
     });
 }
 
-fn lock_key(share: &ShareSpec, sub: &SubDir) -> String {
+/// The per-volume guard's key.
+pub(crate) fn lock_key(share: &ShareSpec, sub: &SubDir) -> String {
     format!("{share}/{sub}")
 }

@@ -46,6 +46,8 @@ impl Volumes {
             return Ok(());
         }
         let guard = Arc::new(self.locks.try_lock(lock_key(&id.share, &id.sub_dir))?);
+        // The limit goes first: a tree in the trash no longer counts against a volume.
+        self.quota_release(&id.share, &id.sub_dir, deadline).await?;
         let (sub, policy) = (id.sub_dir.clone(), id.on_delete);
         let trashed = self
             .on_share(&id.share, &format!("delete {sub}"), deadline, move |root| {

@@ -7,6 +7,7 @@ use crate::controller::Volumes;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::provisioner::{self, leader, pv::NfsExport};
+use crate::quota::Quotas;
 use crate::share::Shares;
 use crate::volume::{ShareSpec, params::Defaults};
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ pub struct VolumeSetup {
     /// Longest time one call may take.
     pub timeout: Duration,
     working_mount_dir: PathBuf,
+    quotas: Quotas,
 }
 
 impl VolumeSetup {
@@ -48,6 +50,7 @@ impl VolumeSetup {
             defaults,
             timeout: Duration::from_secs(args.operation_timeout.max(1)),
             working_mount_dir: args.working_mount_dir.clone(),
+            quotas: Quotas::new(args.export_paths.clone()),
         })
     }
 
@@ -60,7 +63,8 @@ impl VolumeSetup {
             self.working_mount_dir.clone(),
             metrics.clone(),
         ));
-        let volumes = Volumes::new(shares, self.defaults.clone(), metrics);
+        let volumes =
+            Volumes::new(shares, self.defaults.clone(), metrics).with_quotas(self.quotas.clone());
         if let Some(share) = &self.default_share {
             volumes.start_on(share, self.timeout);
         }

@@ -1,5 +1,5 @@
 //! Controller service over a real Unix socket against a real local share: idempotency, capacity
-//! records, refused input, templates, pagination, lookups and expansion.
+//! records, refused input, templates, pagination, lookups, expansion and the `quota` parameter.
 
 mod common;
 
@@ -78,6 +78,7 @@ async fn bad_input_is_refused_and_touches_nothing() {
         ),
         create_req("pvc-x", GIB, &[("mountPermissions", "rwx")]),
         create_req("pvc-x", GIB, &[("onDelete", "shred")]),
+        create_req("pvc-x", GIB, &[("quota", "strict")]),
         create_req("../pvc-x", GIB, &[]),
         create_req("a\0b", GIB, &[]),
         create_req(&long_name, GIB, &[]),
@@ -329,4 +330,27 @@ async fn expansion_records_the_larger_size() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+}
+
+/// `quota: enforce` on a share without project quotas (the test's temp directory) is refused
+/// before anything is made, naming the fix; `best-effort` makes the volume and records its size.
+#[tokio::test]
+async fn enforced_quota_without_project_quotas_is_refused() {
+    let d = Driver::start(&[]).await;
+    let mut c = d.controller();
+    let before = ls(&d.share());
+    let err = c
+        .create_volume(create_req("pvc-q", GIB, &[("quota", "enforce")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("prjquota"), "{}", err.message());
+    assert_eq!(
+        ls(&d.share()),
+        before,
+        "a refused request left something behind"
+    );
+    let v = create(&mut c, "pvc-q", GIB, &[("quota", "best-effort")]).await;
+    assert_eq!(v.capacity_bytes, GIB);
+    assert!(d.share().join("pvc-q").is_dir());
 }

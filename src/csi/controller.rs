@@ -1,6 +1,7 @@
 //! Controller service adapter: checks CSI requests, calls [`crate::controller::Volumes`], and
-//! builds CSI responses. Expansion only records the new size (a
-//! directory has no size to change); snapshots, publishing and modification are not offered.
+//! builds CSI responses. Expansion records the new size and raises the volume's project quota
+//! when it has one (controller-side only: no node expansion); snapshot RPCs and content sources
+//! are in `csi::snapshot`; publishing and modification are not offered.
 
 use super::claims::Claims;
 use super::pb::{
@@ -78,12 +79,7 @@ impl CsiController for ControllerService {
         if r.name.is_empty() {
             return Err(Error::invalid("volume name is missing").into());
         }
-        if r.volume_content_source.is_some() {
-            return Err(Error::invalid(
-                "volume content sources (snapshots, clones) are not supported",
-            )
-            .into());
-        }
+        let source = super::snapshot::content_source(r.volume_content_source.as_ref())?;
         let mut needs = caps::check_all(&r.volume_capabilities)?;
         needs.flags.extend(secret_mount_options(&r.secrets));
         let mut params = Params::parse(&r.parameters)?;
@@ -98,10 +94,19 @@ impl CsiController for ControllerService {
             mount_flags: needs.flags,
             capacity: capacity(r.capacity_range.as_ref())?,
         };
-        let volume = self.volumes.create(new, limit).await?;
+        let (volume, content_source) = match source {
+            None => (self.volumes.create(new, limit).await?, None),
+            Some(src) => {
+                let echo = super::snapshot::echo(&src);
+                (self.volumes.create_from(new, src, limit).await?, Some(echo))
+            }
+        };
         Span::current().record("volume.id", volume.id.as_str());
         Ok(Response::new(pb::CreateVolumeResponse {
-            volume: Some(to_csi(volume)),
+            volume: Some(pb::Volume {
+                content_source,
+                ..to_csi(volume)
+            }),
         }))
     }
 
@@ -220,6 +225,10 @@ impl CsiController for ControllerService {
             Type::VolumeCondition,
             Type::ExpandVolume,
             Type::SingleNodeMultiWriter,
+            Type::CreateDeleteSnapshot,
+            Type::ListSnapshots,
+            Type::GetSnapshot,
+            Type::CloneVolume,
         ]
         .into_iter()
         .map(|t| pb::ControllerServiceCapability {
@@ -267,29 +276,33 @@ impl CsiController for ControllerService {
     ) -> Result<Response<pb::ControllerUnpublishVolumeResponse>, Status> {
         unimplemented("ControllerUnpublishVolume")
     }
+    #[instrument(skip_all, fields(snapshot.name = %req.get_ref().name, snapshot.id))]
     async fn create_snapshot(
         &self,
-        _: Request<pb::CreateSnapshotRequest>,
+        req: Request<pb::CreateSnapshotRequest>,
     ) -> Result<Response<pb::CreateSnapshotResponse>, Status> {
-        unimplemented("CreateSnapshot")
+        super::snapshot::create(self, req).await
     }
+    #[instrument(skip_all, fields(snapshot.id = %req.get_ref().snapshot_id))]
     async fn delete_snapshot(
         &self,
-        _: Request<pb::DeleteSnapshotRequest>,
+        req: Request<pb::DeleteSnapshotRequest>,
     ) -> Result<Response<pb::DeleteSnapshotResponse>, Status> {
-        unimplemented("DeleteSnapshot")
+        super::snapshot::delete(self, req).await
     }
+    #[instrument(skip_all)]
     async fn list_snapshots(
         &self,
-        _: Request<pb::ListSnapshotsRequest>,
+        req: Request<pb::ListSnapshotsRequest>,
     ) -> Result<Response<pb::ListSnapshotsResponse>, Status> {
-        unimplemented("ListSnapshots")
+        super::snapshot::list(self, req).await
     }
+    #[instrument(skip_all, fields(snapshot.id = %req.get_ref().snapshot_id))]
     async fn get_snapshot(
         &self,
-        _: Request<pb::GetSnapshotRequest>,
+        req: Request<pb::GetSnapshotRequest>,
     ) -> Result<Response<pb::GetSnapshotResponse>, Status> {
-        unimplemented("GetSnapshot")
+        super::snapshot::get(self, req).await
     }
     #[instrument(skip_all, fields(volume.id = %req.get_ref().volume_id))]
     async fn controller_expand_volume(

@@ -13,6 +13,7 @@ pub mod client;
 pub mod controller;
 pub mod identity;
 pub mod node;
+pub mod snapshot;
 pub mod status;
 
 use std::time::Duration;

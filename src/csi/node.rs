@@ -80,6 +80,16 @@ impl CsiNode for NodeService {
         required(&r.volume_id, "volume id")?;
         required(&r.volume_path, "volume path")?;
         let (stats, abnormal) = self.node.stats(Path::new(&r.volume_path), limit).await?;
+        // A volume at its limit (a project quota, or a full export) is worth a condition too:
+        // less than 1% left, at most 64 MiB.
+        let low = (stats.total_bytes / 100).min(64 << 20);
+        let full = (abnormal.is_none() && stats.total_bytes > 0 && stats.available_bytes < low)
+            .then(|| {
+                format!(
+                    "volume is full: {} of {} bytes in use",
+                    stats.used_bytes, stats.total_bytes
+                )
+            });
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let usage = if abnormal.is_some() {
             Vec::new()
@@ -100,6 +110,7 @@ impl CsiNode for NodeService {
                 },
             ]
         };
+        let abnormal = abnormal.or(full);
         let volume_condition = Some(pb::VolumeCondition {
             abnormal: abnormal.is_some(),
             message: abnormal.unwrap_or_else(|| "volume answers".into()),

@@ -77,6 +77,11 @@ impl ShareRoot {
         &self.path
     }
 
+    /// The open root directory (for walks below it with the `fs` helpers).
+    pub fn dir(&self) -> &OwnedFd {
+        &self.fd
+    }
+
     /// Opens the driver's state directories; with `create` false a share never used by this
     /// driver gives `None` and nothing is created.
     fn state(&self, create: bool) -> Result<Option<&State>> {

@@ -91,11 +91,13 @@ impl fmt::Display for VolumeId {
     }
 }
 
-fn escape(s: &str) -> String {
+/// Writes `%` and `#` inside an id field as `%25` and `%23` (shared with snapshot ids).
+pub(crate) fn escape(s: &str) -> String {
     s.replace('%', "%25").replace('#', "%23")
 }
 
-fn unescape(s: &str) -> Result<String> {
+/// Reverses [`escape`].
+pub(crate) fn unescape(s: &str) -> Result<String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('%') {

@@ -30,6 +30,8 @@ pub struct Params {
     pub mount_permissions: Option<u32>,
     /// `mountOptions`: options for mounting the export.
     pub mount_options: Vec<String>,
+    /// `quota`: enforce, best-effort (default) or off (see [`crate::quota::Mode`]).
+    pub quota: Option<crate::quota::Mode>,
     /// Claim metadata passed by the provisioner, for templates.
     pub metadata: Metadata,
 }
@@ -104,6 +106,7 @@ impl Params {
                 "volumesource" => p.volume_source = Some(value.parse()?),
                 "mountpermissions" => p.mount_permissions = mode::parse_permissions(value)?,
                 "mountoptions" => add_mount_options(&mut p.mount_options, value)?,
+                "quota" => p.quota = Some(value.parse()?),
                 "csi.storage.k8s.io/pvc/name" => p.metadata.pvc_name = non_empty(value),
                 "csi.storage.k8s.io/pvc/namespace" => p.metadata.pvc_namespace = non_empty(value),
                 "csi.storage.k8s.io/pv/name" => p.metadata.pv_name = non_empty(value),
@@ -112,7 +115,7 @@ impl Params {
                     return Err(Error::invalid(format!(
                         "unknown parameter {:?}; known: server, share, subDir, onDelete, \
                          mountPermissions, mountOptions, pathPattern, archiveOnDelete, \
-                         volumeSource",
+                         volumeSource, quota",
                         shorten(key)
                     )));
                 }
@@ -353,6 +356,9 @@ mod tests {
         );
         let both = resolve(&[("archiveOnDelete", "true"), ("onDelete", "retain")]);
         assert_eq!(both.on_delete, OnDelete::Retain, "onDelete wins");
+        let p = Params::parse([("quota", "Enforce")]).unwrap();
+        assert_eq!(p.quota, Some(crate::quota::Mode::Enforce));
+        assert!(Params::parse([("quota", "hard")]).is_err());
         let p = Params::parse([("volumeSource", "NFS")]).unwrap();
         assert_eq!(p.volume_source, Some(VolumeSource::Nfs));
     }

@@ -5,6 +5,7 @@
 
 pub mod h2raw;
 pub mod http;
+pub mod snap;
 
 use nfs_subdir_csi::csi::client;
 use nfs_subdir_csi::csi::pb::{

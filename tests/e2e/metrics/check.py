@@ -63,11 +63,11 @@ def by(prom: str, expr: str, label: str) -> dict[str, float]:
     return {s["metric"].get(label, ""): float(s["value"][1]) for s in query(prom, expr)}
 
 
-def wait_for_scrape(prom: str, after: float, timeout: float = 30) -> float | None:
-    """Timestamp of the first scrape that started after `after`, once Prometheus has stored it."""
+def wait_for_scrape(prom: str, after: float, job: str = JOB, timeout: float = 30) -> float | None:
+    """Timestamp of `job`'s first scrape that started after `after`, once Prometheus has stored it."""
     end = time.time() + timeout
     while time.time() < end:
-        ts = scalar(prom, f'timestamp(up{{job="{JOB}"}})')
+        ts = scalar(prom, f'timestamp(up{{job="{job}"}})')
         if ts is not None and ts > after:
             return ts
         time.sleep(0.25)
@@ -115,6 +115,9 @@ def run(rep: Report, prom: str, driver: str, prov: str, after: float, w: Path, r
               f"sample at {ts:.3f}, {ts - after:.2f} s after the end" if ts else "none within 30 s")
     if ts is None:
         return
+    # The two jobs are scraped independently; on a loaded machine the provisioner's first scrape can
+    # land later than the driver's, so wait for it too before reading `up`.
+    wait_for_scrape(prom, 0, JOB + "-provisioner")
     up = by(prom, f'up{{job=~"{JOB}.*"}}', "job")
     rep.check("up == 1 (serve and provisioner)", sorted(up) == [JOB, JOB + "-provisioner"] and set(up.values()) == {1},
               f"up by job {up}")

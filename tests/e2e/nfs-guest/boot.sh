@@ -72,6 +72,7 @@
 #   NSC_CACHE          the suites' cache (tests/e2e/lib.sh); the uncompressed kernel goes to nfs-guest/
 #   NFS_PORT=2049 NFS_MOUNT_PORT=20048   ganesha's ports (private namespace, so defaults never clash)
 #   NFS_GUEST_TIMEOUT=480   qemu wall-clock limit in seconds; the suite gets this minus 60
+#   NFS_GUEST_EXTRA_PKGS    more Debian packages the guest script needs (installed like the others)
 #   NFS_GUEST_MEM=1024 NFS_GUEST_SMP=2 NFS_GUEST_ACCEL=auto|tcg|kvm  NFS_GUEST_KVER (kernel version)
 #   NFS_GUEST_QUIET=1  do not echo the serial console (still saved in $NFS_GUEST_WORK/serial.log)
 #   NFS_GUEST_NO_INSTALL=1  never call apt-get (fail if something is missing)
@@ -108,6 +109,8 @@ CACHE=$NSC_CACHE/nfs-guest
 # ---- (1) packages
 PKGS=(nfs-ganesha nfs-ganesha-vfs rpcbind qemu-system-x86 linux-image-amd64 busybox-static cpio kmod
   xz-utils zstd iproute2)
+# shellcheck disable=SC2206  # a list of package names
+PKGS+=(${NFS_GUEST_EXTRA_PKGS:-})
 missing=()
 for p in "${PKGS[@]}"; do
   [[ $(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null) == ii* ]] || missing+=("$p")

@@ -6,6 +6,8 @@
 #      default NFS version, stale handles on the controller's working mount and on a node target,
 #      server down and back, ganesha restart), against the same driver process, plus a
 #      controller-only second driver that deletes a volume knowing nothing but its id;
+#   2b. before the scenarios, quota-guest.sh: XFS and ext4 with project quotas exported by the
+#      guest's kernel NFS server and a driver with --export-path, for the quota scenario;
 #   3. host check: the directories of deleted volumes are gone from the export, the trash is empty.
 # Normally started by tests/e2e/nfs-guest/run.sh, which builds the binaries and calls
 #   tests/e2e/nfs-guest/boot.sh tests/e2e/nfs-guest/csi-suite-guest.sh
@@ -123,6 +125,9 @@ fi
 
 # ---- 2. scenarios over gRPC (tests/e2e/nfs-guest/scenarios/main.rs)
 if [[ -n ${NSC_GUEST_TEST:-} ]]; then
+  # shellcheck source-path=SCRIPTDIR source=quota-guest.sh
+  . "$NFS_GUEST_DIR/quota-guest.sh"
+  [[ -z ${NSC_GUEST_ONLY:-} || ,$NSC_GUEST_ONLY, == *,quota,* ]] && quota_setup
   SOCK2=$W/csi2.sock
   if DRIVER2_PID=$(start_driver "$SOCK2" "$W/work2" "$RESULTS/driver2.log" --roles controller); then
     t=$(ms)
@@ -139,6 +144,7 @@ if [[ -n ${NSC_GUEST_TEST:-} ]]; then
     grep -q '^nfs-guest-scenarios: .* passed, .* failed' "$RESULTS/scenarios.log" ||
       fail "scenarios-ran" "the test binary reported no scenario summary; see scenarios.log"
     kill "$DRIVER2_PID" 2>/dev/null
+    quota_report
   else
     fail "driver2-start"
   fi

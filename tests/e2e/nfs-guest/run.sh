@@ -11,7 +11,7 @@
 # Knobs: CSI_SANITY (binary; default: the one ../csi-sanity/install.sh pins and builds),
 #        NSC_SANITY_VERSIONS ("4.1 3"), NSC_SKIP_SANITY=1,
 #        NSC_SKIP_SCENARIOS=1, NSC_GUEST_ONLY (comma list of scenarios: story, default-version,
-#        working-estale, node-stale-target, csi-driver-nfs, server-down, server-restart),
+#        working-estale, node-stale-target, csi-driver-nfs, server-down, server-restart, quota),
 #        and boot.sh's knobs (NFS_GUEST_TIMEOUT, NFS_GUEST_WORK, NFS_GUEST_QUIET, ...).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -56,6 +56,10 @@ export NSC_DRIVER NSC_GUEST_TEST CSI_SANITY NSC_SANITY_VERSIONS=${NSC_SANITY_VER
 export NSC_GUEST_ONLY=${NSC_GUEST_ONLY:-}
 export NFS_GUEST_ENV="${NFS_GUEST_ENV:-} NSC_DRIVER NSC_GUEST_TEST CSI_SANITY NSC_SANITY_VERSIONS NSC_GUEST_ONLY"
 export NFS_GUEST_TIMEOUT=${NFS_GUEST_TIMEOUT:-720}   # a hang costs CI at most 12 min
+# the quota scenario: XFS/ext4 loop filesystems exported by the guest's kernel NFS server (their
+# images live on the guest's tmpfs, hence the memory)
+export NFS_GUEST_EXTRA_PKGS="${NFS_GUEST_EXTRA_PKGS:-} xfsprogs e2fsprogs nfs-kernel-server"
+export NFS_GUEST_MEM=${NFS_GUEST_MEM:-1536}
 say "booting the guest (host preparation took $((SECONDS - T0)) s)"
 # boot.sh ends with the summary line "nfs-guest: N passed, N failed" and the exit status
 exec bash "$HERE/boot.sh" "$HERE/csi-suite-guest.sh"

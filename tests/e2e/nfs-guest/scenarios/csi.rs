@@ -69,6 +69,27 @@ impl Csi {
         timed(dl, self.controller.clone().delete_volume(req(r, dl))).await
     }
 
+    pub async fn expand(
+        &self,
+        id: &str,
+        bytes: i64,
+        dl: Duration,
+    ) -> Timed<pb::ControllerExpandVolumeResponse> {
+        let r = pb::ControllerExpandVolumeRequest {
+            volume_id: id.into(),
+            capacity_range: Some(pb::CapacityRange {
+                required_bytes: bytes,
+                limit_bytes: 0,
+            }),
+            ..Default::default()
+        };
+        timed(
+            dl,
+            self.controller.clone().controller_expand_volume(req(r, dl)),
+        )
+        .await
+    }
+
     pub async fn publish(
         &self,
         r: pb::NodePublishVolumeRequest,

@@ -25,6 +25,7 @@
 //! - csi-driver-nfs (legacy.rs): its directories, handles and volume attributes: NodePublish
 //!   mounts server:share/subdir; DeleteVolume deletes, archives (archived-<subDir>), retains, and
 //!   refuses hostile handles.
+//! - quota (quota.rs): project quotas through the guest's kernel NFS server on XFS and ext4.
 //!
 //! Shared helpers: csi.rs (gRPC calls with deadlines), class.rs (requests as csi-provisioner and
 //! kubelet send them), mounts.rs (what the guest kernel shows), harness.rs (the results share:
@@ -43,6 +44,7 @@ mod inflight;
 mod legacy;
 mod mounts;
 mod outage;
+mod quota;
 mod stale;
 mod story;
 
@@ -192,6 +194,10 @@ async fn nfs_guest_scenarios() {
     if run("server-restart") {
         step("server-restart");
         outage::server_restart(&env, &mut rep).await;
+    }
+    if run("quota") {
+        step("quota");
+        quota::quota(&env, &mut rep).await;
     }
     step("done");
     println!(

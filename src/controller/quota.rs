@@ -1,0 +1,103 @@
+//! The volume operations' project-quota steps (see [`crate::quota`]): planned before a directory is
+//! made, applied after it, raised on expansion, cleared on delete. Run off the async runtime.
+
+use super::Volumes;
+use crate::blocking;
+use crate::error::{Error, Result};
+use crate::quota::{self, Mode};
+use crate::volume::{ShareSpec, SubDir};
+use std::path::PathBuf;
+use std::time::Duration;
+
+impl Volumes {
+    /// The volume operations with project quotas on the shares `quotas` reaches (the
+    /// StorageClass parameter `quota`; see [`crate::quota`]).
+    pub fn with_quotas(self, quotas: crate::quota::Quotas) -> Self {
+        Volumes { quotas, ..self }
+    }
+
+    /// Where the quota of a new volume on `share` goes (`None`: size recorded only); `enforce`
+    /// without reachable project quotas is an error before anything is made.
+    pub(super) async fn quota_plan(
+        &self,
+        share: &ShareSpec,
+        mode: Mode,
+        deadline: Duration,
+    ) -> Result<Option<PathBuf>> {
+        if mode == Mode::Off {
+            return Ok(None);
+        }
+        let (quotas, share) = (self.quotas.clone(), share.clone());
+        blocking::run("check project quotas", deadline, move || {
+            quotas.plan(&share, mode)
+        })
+        .await
+    }
+
+    /// Gives the volume `sub` (made on the share whose filesystem is at `local`) its project and a
+    /// limit of `bytes`. With `best-effort` a failure is logged and the size stays recorded only.
+    pub(super) async fn quota_apply(
+        &self,
+        local: PathBuf,
+        sub: SubDir,
+        bytes: u64,
+        mode: Mode,
+        deadline: Duration,
+    ) -> Result<()> {
+        let what = format!("set quota of {sub}");
+        let done = blocking::run(&what, deadline, move || quota::apply(&local, &sub, bytes)).await;
+        match (done, mode) {
+            (Ok(id), _) => {
+                tracing::info!(project = id, limit = bytes, "project quota set");
+                Ok(())
+            }
+            (Err(e), Mode::BestEffort) if !matches!(e, Error::Timeout { .. }) => {
+                tracing::warn!(error = %e, "project quota not set; size recorded only");
+                Ok(())
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// Raises the project limit of the volume `sub` to `bytes`, if it has a project.
+    pub(super) async fn quota_resize(
+        &self,
+        share: &ShareSpec,
+        sub: &SubDir,
+        bytes: u64,
+        deadline: Duration,
+    ) -> Result<()> {
+        let Some(local) = self.quotas.local_root(share) else {
+            return Ok(());
+        };
+        let sub = sub.clone();
+        let what = format!("raise quota of {sub}");
+        if let Some(id) =
+            blocking::run(&what, deadline, move || quota::resize(&local, &sub, bytes)).await?
+        {
+            tracing::info!(project = id, limit = bytes, "project quota raised");
+        }
+        Ok(())
+    }
+
+    /// Clears the project limit of the volume `sub` and releases its id, if it has one. A share
+    /// whose local root cannot be opened has nothing to release here.
+    pub(super) async fn quota_release(
+        &self,
+        share: &ShareSpec,
+        sub: &SubDir,
+        deadline: Duration,
+    ) -> Result<()> {
+        let Some(local) = self.quotas.local_root(share) else {
+            return Ok(());
+        };
+        let sub = sub.clone();
+        let what = format!("clear quota of {sub}");
+        match blocking::run(&what, deadline, move || quota::release(&local, &sub)).await {
+            Ok(Some(id)) => tracing::info!(project = id, "project quota cleared, id released"),
+            Ok(None) | Err(Error::Unavailable(_)) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! Snapshot fixtures of the integration tests: CSI calls that must succeed, a `kill -9` of the
+//! driver, and a comparison of two trees that checks everything a snapshot must keep.
+
+use super::Driver;
+use nfs_subdir_csi::csi::pb::{self, controller_client::ControllerClient};
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// CreateSnapshot, which must succeed.
+pub async fn snapshot(c: &mut ControllerClient<Channel>, name: &str, source: &str) -> pb::Snapshot {
+    let req = pb::CreateSnapshotRequest {
+        name: name.into(),
+        source_volume_id: source.into(),
+        ..Default::default()
+    };
+    c.create_snapshot(req)
+        .await
+        .unwrap_or_else(|e| panic!("snapshot {name}: {e:?}"))
+        .into_inner()
+        .snapshot
+        .expect("snapshot")
+}
+
+/// Calls CreateSnapshot again until it answers ready (at most 60 s), as the snapshotter does.
+pub async fn ready_snapshot(
+    c: &mut ControllerClient<Channel>,
+    name: &str,
+    source: &str,
+) -> pb::Snapshot {
+    let started = Instant::now();
+    loop {
+        let s = snapshot(c, name, source).await;
+        if s.ready_to_use {
+            return s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{name} never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A CreateVolume request for `name` filled from `source`.
+pub fn from_req(name: &str, source: pb::volume_content_source::Type) -> pb::CreateVolumeRequest {
+    pb::CreateVolumeRequest {
+        volume_content_source: Some(pb::VolumeContentSource {
+            r#type: Some(source),
+        }),
+        ..super::create_req(name, 1 << 30, &[])
+    }
+}
+
+/// The content source naming snapshot `id`.
+pub fn snap_src(id: &str) -> pb::volume_content_source::Type {
+    pb::volume_content_source::Type::Snapshot(pb::volume_content_source::SnapshotSource {
+        snapshot_id: id.into(),
+    })
+}
+
+/// The content source naming volume `id`.
+pub fn vol_src(id: &str) -> pb::volume_content_source::Type {
+    pb::volume_content_source::Type::Volume(pb::volume_content_source::VolumeSource {
+        volume_id: id.into(),
+    })
+}
+
+/// Kills the driver with SIGKILL (no chance to clean up) and returns its temp dir for a restart.
+pub fn kill9(mut d: Driver) -> tempfile::TempDir {
+    d.child.kill().expect("SIGKILL");
+    d.child.wait().expect("wait");
+    let spare = tempfile::tempdir().unwrap();
+    std::mem::replace(&mut d.dir, spare)
+}
+
+/// Waits (at most 30 s, polling every millisecond) for an entry whose name starts with `prefix`
+/// in `dir`; returns whether one appeared.
+pub fn wait_for_entry(dir: &Path, prefix: &str) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if super::ls(dir).iter().any(|n| n.starts_with(prefix)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
+
+/// Asserts that `copy` holds what `orig` holds: the same entries with the same type, mode,
+/// owner, modification time (to the nanosecond), data, symlink targets and hard-link structure.
+/// Never follows a symlink.
+pub fn assert_same_tree(orig: &Path, copy: &Path) {
+    let mut inodes: HashMap<u64, u64> = HashMap::new();
+    compare(orig, copy, &mut inodes);
+}
+
+fn compare(a: &Path, b: &Path, inodes: &mut HashMap<u64, u64>) {
+    let (ma, mb) = (
+        std::fs::symlink_metadata(a).unwrap(),
+        std::fs::symlink_metadata(b).unwrap_or_else(|e| panic!("{}: {e}", b.display())),
+    );
+    let what = b.display();
+    assert_eq!(ma.file_type(), mb.file_type(), "{what}: type");
+    assert_eq!((ma.uid(), ma.gid()), (mb.uid(), mb.gid()), "{what}: owner");
+    assert_eq!(
+        (ma.mtime(), ma.mtime_nsec()),
+        (mb.mtime(), mb.mtime_nsec()),
+        "{what}: mtime"
+    );
+    if ma.file_type().is_symlink() {
+        assert_eq!(
+            std::fs::read_link(a).unwrap(),
+            std::fs::read_link(b).unwrap(),
+            "{what}"
+        );
+        return;
+    }
+    assert_eq!(ma.mode(), mb.mode(), "{what}: mode");
+    if ma.is_dir() {
+        let names = super::ls(a);
+        assert_eq!(names, super::ls(b), "{what}: entries");
+        for n in names {
+            compare(&a.join(&n), &b.join(&n), inodes);
+        }
+    } else if ma.is_file() {
+        assert_eq!(ma.nlink(), mb.nlink(), "{what}: links");
+        let seen = *inodes.entry(ma.ino()).or_insert(mb.ino());
+        assert_eq!(seen, mb.ino(), "{what}: hard link to another inode");
+        assert_eq!(ma.len(), mb.len(), "{what}: size");
+        assert!(mb.blocks() <= ma.blocks() + 8, "{what}: holes filled in");
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "{what}: data"
+        );
+    }
+}
