@@ -201,6 +201,7 @@ impl Volumes {
         } = req
             .params
             .resolve(&req.name, &req.mount_flags, &self.defaults)?;
+        let mount_permissions = req.params.publish_permissions();
         let id = VolumeId {
             share: share.clone(),
             sub_dir: sub_dir.clone(),
@@ -235,7 +236,10 @@ impl Volumes {
             self.metrics.volume(VolumeAction::Created);
         }
         Ok(Volume {
-            context: VolumeContext::of(&id),
+            context: VolumeContext {
+                mount_permissions,
+                ..VolumeContext::of(&id)
+            },
             id: id_text,
             capacity: req.capacity,
         })

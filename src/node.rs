@@ -7,7 +7,7 @@ use crate::guard::Locks;
 use crate::metrics::{Metrics, MountOp};
 use crate::mount::{self, mountinfo, nfs};
 use crate::share::{FsStats, ShareRoot, root::statvfs_fd};
-use crate::volume::{VolumeContext, VolumeId, add_mount_options};
+use crate::volume::{VolumeContext, VolumeId, add_mount_options, context};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 pub struct Publish {
     /// The volume id.
     pub volume_id: String,
-    /// The volume context from CreateVolume or a static PV (`server`, `share`, `subDir`, `mountOptions`).
+    /// The volume context from CreateVolume or a static PV (`server`, `share`, `subDir`,
+    /// `mountOptions`, `mountPermissions`).
     pub context: Vec<(String, String)>,
     /// Where to mount it.
     pub target: PathBuf,
@@ -35,9 +36,13 @@ fn source_of(
     context: &[(String, String)],
     flags: &[String],
 ) -> Result<VolumeContext> {
-    let mut source = match VolumeContext::from_pairs(context.iter().map(|(k, v)| (k, v)))? {
+    let pairs = context.iter().map(|(k, v)| (k, v));
+    let mut source = match VolumeContext::from_pairs(pairs.clone())? {
         Some(ctx) => ctx,
-        None => VolumeContext::of(&VolumeId::parse(volume_id)?),
+        None => VolumeContext {
+            mount_permissions: context::mount_permissions(pairs)?,
+            ..VolumeContext::of(&VolumeId::parse(volume_id)?)
+        },
     };
     for flag in flags {
         add_mount_options(&mut source.share.mount_options, flag)?;
@@ -248,6 +253,29 @@ fn publish_blocking(
     }
     if single_writer {
         refuse_second_writer(target)?;
+    }
+    match source.mount_permissions {
+        Some(mode) if !read_only => set_mode(target, mode).inspect_err(|_| {
+            // Undo the mount so that a retry tries again instead of finding it mounted.
+            let _ = mount::unmount_all(target, true);
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Gives the mount point `target` the mode `mode` unless it already has it (csi-driver-nfs's
+/// `mountPermissions` on the node: the root of the mounted directory, so on the share).
+fn set_mode(target: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let had = std::fs::metadata(target)
+        .map_err(|e| Error::io(format!("stat {}", target.display()), e))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if had != mode {
+        std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(format!("chmod {:04o} {}", mode, target.display()), e))?;
+        tracing::info!(target = %target.display(), from = %format!("{had:04o}"), to = %format!("{mode:04o}"), "mount point mode set (mountPermissions)");
     }
     Ok(())
 }

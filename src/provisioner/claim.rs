@@ -102,7 +102,8 @@ async fn provision(
     let mut params = Params::parse(&raw)?;
     params.metadata = pv::metadata_of(claim, name);
     let taking_over = ctx.provisioner != ctx.driver;
-    if ctx.nfs_export.is_some() && legacy::speaks_nfs_subdir(raw.keys(), taking_over) {
+    let its_class = ctx.nfs_export.is_some() && legacy::speaks_nfs_subdir(raw.keys(), taking_over);
+    if its_class {
         keep_nfs_subdir_ways(&mut params, &raw)?;
     }
     let (capacity, bytes) = pv::requested(claim)?;
@@ -137,7 +138,13 @@ async fn provision(
         source,
         share_mount_options: location.share.mount_options,
     };
-    let pv = pv::build_pv(claim, class, capacity, new);
+    let mut pv = pv::build_pv(claim, class, capacity, new);
+    if its_class {
+        pv.metadata.annotations.get_or_insert_default().insert(
+            pv::ARCHIVE_NAMING.to_owned(),
+            pv::ARCHIVE_AT_ROOT.to_owned(),
+        );
+    }
     match pvs.create(&PostParams::default(), &pv).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(false),

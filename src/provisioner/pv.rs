@@ -17,6 +17,12 @@ use std::collections::BTreeMap;
 pub const FINALIZER: &str = "nfs-subdir.csi.rs/directory";
 /// Annotation on our PVs holding the volume id (the CSI volumeHandle, also for `nfs:` PVs).
 pub const VOLUME_ID: &str = "nfs-subdir.csi.rs/volume-id";
+/// Annotation on our PVs made in nfs-subdir-external-provisioner's classes, value [`ARCHIVE_AT_ROOT`]:
+/// their archives go where it put them, `archived-<last component>` at the share root, also for a
+/// nested pathPattern (the class may be gone by release time, so the PV says it).
+pub const ARCHIVE_NAMING: &str = "nfs-subdir.csi.rs/archive-naming";
+/// The value of [`ARCHIVE_NAMING`] for nfs-subdir-external-provisioner's naming.
+pub const ARCHIVE_AT_ROOT: &str = "root";
 /// Annotation naming the provisioner that made a PV; kube-controller-manager leaves PVs whose
 /// provisioner is not in-tree to that provisioner.
 pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";

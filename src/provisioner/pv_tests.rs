@@ -127,6 +127,7 @@ fn id(server: Option<&str>, share: &str, sub: &str) -> VolumeContext {
     VolumeContext {
         share: ShareSpec::new(server, share, vec![]).unwrap(),
         sub_dir: Some(SubDir::parse(sub).unwrap()),
+        mount_permissions: None,
     }
 }
 

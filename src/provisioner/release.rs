@@ -174,10 +174,13 @@ async fn disposal(volume: &PersistentVolume, ctx: &Context) -> Result<Option<(Di
         _ => None,
     };
     if let Some(raw) = raw {
-        let disposal = match Disposal::parse(&raw, OnDelete::Delete, &[]) {
+        let mut disposal = match Disposal::parse(&raw, OnDelete::Delete, &[]) {
             Err(Error::NotFound(_)) => return Ok(None),
             other => other?,
         };
+        if annotations.get(pv::ARCHIVE_NAMING).map(String::as_str) == Some(pv::ARCHIVE_AT_ROOT) {
+            disposal.archive = ArchiveNaming::Root;
+        }
         // Our own PVs on the default share were made by us: trusted like an NFS export.
         let trusted = disposal.id.share.is_nfs() || is_default_share(&disposal, ctx);
         return Ok(Some((disposal, trusted)));

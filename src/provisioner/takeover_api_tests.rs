@@ -143,3 +143,51 @@ async fn new_claims_in_its_classes_keep_its_directory_names_and_policy() {
         .unwrap();
     assert!(id.contains("#ns-data-0-pvc-1234-abcd#archive#"), "{id}");
 }
+
+#[tokio::test]
+async fn a_nested_path_pattern_archives_at_the_root_as_it_did() {
+    // Its Delete archives to `<root>/archived-<last component of the PV's path>`; the volumes made
+    // here in its classes are released the same way, whether or not the class still exists.
+    let share = tempfile::tempdir().unwrap();
+    let (ctx, mut api) = context(share.path());
+    let run = tokio::spawn(super::claim::reconcile(Arc::new(claim()), ctx));
+    let get_pv = "/api/v1/persistentvolumes/pvc-1234-abcd";
+    api.expect("GET", get_pv, 404, status(404, "NotFound"))
+        .await;
+    let its = class_with(json!({"pathPattern": "${.PVC.namespace}/${.PVC.name}",
+        "archiveOnDelete": "true"}));
+    let its_path = "/apis/storage.k8s.io/v1/storageclasses/nfs-client";
+    api.expect("GET", its_path, 200, its).await;
+    let events = "/apis/events.k8s.io/v1/namespaces/ns/events";
+    api.answer("POST", events, |e| (201, e.clone())).await;
+    let pv = api
+        .answer("POST", "/api/v1/persistentvolumes", |p| (201, p.clone()))
+        .await;
+    api.answer("POST", events, |e| (201, e.clone())).await;
+    run.await.unwrap().unwrap();
+    assert_eq!(pv["spec"]["nfs"]["path"], "/export/ns/data-0");
+    assert_eq!(
+        pv["metadata"]["annotations"][super::pv::ARCHIVE_NAMING],
+        super::pv::ARCHIVE_AT_ROOT
+    );
+    std::fs::write(share.path().join("ns/data-0/f"), "kept").unwrap();
+
+    // The claim is deleted: the PV is released and being deleted; the class is not read.
+    let mut released: PersistentVolume = serde_json::from_value(pv).unwrap();
+    released.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+    released.status = Some(PersistentVolumeStatus {
+        phase: Some("Released".into()),
+        ..PersistentVolumeStatus::default()
+    });
+    let (ctx, mut api) = context(share.path());
+    let run = tokio::spawn(super::release::reconcile(Arc::new(released), ctx));
+    let patch = api.answer("PATCH", get_pv, |p| (200, p.clone())).await;
+    assert_eq!(patch["metadata"]["finalizers"], json!([]), "{patch}");
+    run.await.unwrap().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(share.path().join("archived-data-0/f")).unwrap(),
+        "kept"
+    );
+    assert!(!share.path().join("ns/data-0").exists());
+    assert!(!share.path().join("ns/archived-data-0").exists());
+}

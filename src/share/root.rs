@@ -137,7 +137,9 @@ impl ShareRoot {
         let (parent, last) = open_parent(&self.fd, sub, Some(mode | 0o700))?;
         match mkdirat(&parent, last, Mode::from_bits_truncate(mode)) {
             Ok(()) => {
-                if mode & umask != 0 {
+                // mkdir(2) leaves out what the umask clears and, on Linux, setuid and setgid
+                // (a mountPermissions of 2775 is common): only then is a chmod needed.
+                if mode & (umask | 0o6000) != 0 {
                     let dir = open_dir(&parent, last)
                         .map_err(|e| Error::errno(format!("open {sub}"), e))?;
                     fchmod(&dir, Mode::from_bits_truncate(mode))

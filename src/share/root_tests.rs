@@ -65,6 +65,12 @@ fn create_makes_the_directory_and_its_record_once() {
     let w = sub("pvc-w");
     root.create_volume(&w, 0o750, 0o022, 0, "id-w").unwrap();
     assert_eq!(mode_of(&dir.path().join("pvc-w")), 0o750);
+
+    // setgid and sticky, which mkdir(2) alone does not set on Linux (setgid), with no umask
+    for (name, mode) in [("pvc-g", 0o2775), ("pvc-t", 0o1777)] {
+        root.create_volume(&sub(name), mode, 0, 0, name).unwrap();
+        assert_eq!(mode_of(&dir.path().join(name)), mode, "{name}");
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 pub mod context;
 pub mod id;
 pub mod legacy;
+pub mod mode;
 pub mod params;
 pub mod path;
 pub mod template;

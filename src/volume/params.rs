@@ -2,8 +2,10 @@
 //! the driver's defaults into everything CreateVolume needs.
 
 use super::template::{Metadata, Template};
-use super::{OnDelete, ShareSpec, SubDir, add_mount_options, path::shorten};
+use super::{OnDelete, ShareSpec, SubDir, add_mount_options, mode, path::shorten};
 use crate::error::{Error, Result};
+
+pub use super::mode::parse_mode;
 
 /// Parameters of a StorageClass (or of a test's CreateVolume call), typed and validated.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,7 +25,8 @@ pub struct Params {
     /// `volumeSource`: what kind of PersistentVolume the `provisioner` mode makes. The CSI path
     /// (csi-provisioner) always makes CSI volumes and ignores it.
     pub volume_source: Option<VolumeSource>,
-    /// `mountPermissions`: mode of the new directory.
+    /// `mountPermissions` as written (octal; `0` kept): mode of the new directory (`0`: 0755)
+    /// and, when non-zero, the mode nodes give the mount point (csi-driver-nfs's semantics).
     pub mount_permissions: Option<u32>,
     /// `mountOptions`: options for mounting the export.
     pub mount_options: Vec<String>,
@@ -101,7 +104,7 @@ impl Params {
                 "ondelete" => p.on_delete = Some(value.parse()?),
                 "archiveondelete" => p.archive_on_delete = Some(parse_bool(key, value)?),
                 "volumesource" => p.volume_source = Some(value.parse()?),
-                "mountpermissions" => p.mount_permissions = Some(parse_mode(value)?),
+                "mountpermissions" => p.mount_permissions = mode::parse_permissions(value)?,
                 "mountoptions" => add_mount_options(&mut p.mount_options, value)?,
                 "quota" => p.quota = Some(value.parse()?),
                 "csi.storage.k8s.io/pvc/name" => p.metadata.pvc_name = non_empty(value),
@@ -153,12 +156,21 @@ impl Params {
             share,
             sub_dir,
             on_delete: self.on_delete_policy().unwrap_or(defaults.on_delete),
-            mode: self.mount_permissions.unwrap_or(defaults.mount_permissions),
+            mode: self
+                .mount_permissions
+                .map_or(defaults.mount_permissions, mode::dir_mode),
         })
     }
 }
 
 impl Params {
+    /// The mode nodes give the volume's mount point after mounting it: `mountPermissions` when
+    /// the parameters set it non-zero (csi-driver-nfs puts its parameters in the volume context
+    /// and its nodes chmod to that mode), else none.
+    pub fn publish_permissions(&self) -> Option<u32> {
+        self.mount_permissions.filter(|m| *m != 0)
+    }
+
     /// The delete policy the parameters ask for: `onDelete`, else nfs-subdir-external-provisioner's
     /// `archiveOnDelete` (true = archive, false = delete), else none.
     pub fn on_delete_policy(&self) -> Option<OnDelete> {
@@ -215,20 +227,6 @@ fn non_empty(v: &str) -> Option<String> {
     (!v.is_empty()).then(|| v.to_owned())
 }
 
-/// Parses an octal mode such as `0777` or `2775`. `0` means "the usual 0755".
-pub fn parse_mode(v: &str) -> Result<u32> {
-    let mode = u32::from_str_radix(v.trim(), 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "mountPermissions {:?}: expected octal like 0777",
-                shorten(v)
-            ))
-        })?;
-    Ok(if mode == 0 { 0o755 } else { mode })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,7 +263,7 @@ mod tests {
         );
         assert_eq!(c.sub_dir.as_str(), "ns/data-0");
         assert_eq!(c.on_delete, OnDelete::Archive);
-        assert_eq!(c.mode, 0o750);
+        assert_eq!((c.mode, p.publish_permissions()), (0o750, Some(0o750)));
     }
 
     #[test]
@@ -313,7 +311,14 @@ mod tests {
                 "{bad_name:?}"
             );
         }
-        assert_eq!(parse_mode("0").unwrap(), 0o755);
+        let zero = Params::parse([("mountPermissions", "0")]).unwrap();
+        let c = zero.resolve("pvc-0", &[], &defaults()).unwrap();
+        assert_eq!((c.mode, zero.publish_permissions()), (0o755, None));
+        let empty = Params::parse([("mountPermissions", "")]).unwrap();
+        assert_eq!(
+            empty.resolve("pvc-0", &[], &defaults()).unwrap().mode,
+            0o777
+        );
         for (k, v) in [("archiveOnDelete", "maybe"), ("volumeSource", "iscsi")] {
             assert!(Params::parse([(k, v)]).is_err(), "{k}={v}");
         }

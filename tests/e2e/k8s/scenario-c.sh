@@ -166,6 +166,12 @@ listing "after the takeover's deletions, new claims bound" "$SHARE"
 check "claim fresh deleted" kubectl -n "$NS" delete pvc fresh --wait=false
 check "fresh: its default, archived to archived-$FRESH_DIR" wait_for 60 test -d "$SHARE/archived-$FRESH_DIR"
 check "PV $FRESH deleted" wait_for 60 absent pv "$FRESH"
+FRESH2=$(volume_of fresh2)
+check "fresh2: PV says archive-naming root" test "$(pvj "$FRESH2" '{.metadata.annotations.nfs-subdir\.csi\.rs/archive-naming}')" = root
+check "claim fresh2 deleted" kubectl -n "$NS" delete pvc fresh2 --wait=false
+check "fresh2 (nested pathPattern): archived to archived-fresh2 at the root, as it names archives" \
+  wait_for 60 eval 'test -d "$SHARE/archived-fresh2" && test ! -e "$SHARE/$NS/fresh2" && test ! -e "$SHARE/$NS/archived-fresh2"'
+check "PV $FRESH2 deleted" wait_for 60 absent pv "$FRESH2"
 check "provisioner stops on SIGTERM" stop_pid "$PROV_PID"
 
 # --- 3. CSI mode under csi-driver-nfs's name: its PVs, and labels in subDir templates

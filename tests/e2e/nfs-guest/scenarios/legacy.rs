@@ -4,8 +4,9 @@
 //! `server#share-without-slash#subDir#uuid#onDelete`, onDelete written only for retain/archive;
 //! attributes server/share/subdir/mountPermissions/onDelete/csi.storage.k8s.io/*; archive renames
 //! to `archived-<subDir>`; mount options at delete time from the provisioner secret's
-//! `mountOptions`). NodePublish mounts `server:share/subdir`; DeleteVolume deletes, archives,
-//! retains, and refuses a hostile handle.
+//! `mountOptions`). NodePublish mounts `server:share/subdir` and chmods the mount point to its
+//! mountPermissions (a bad one is refused); DeleteVolume deletes, archives, retains, and refuses a
+//! hostile handle.
 
 use crate::class::pod_target;
 use crate::csi::{DL, connect};
@@ -14,6 +15,8 @@ use crate::{Env, Report, info};
 use nfs_subdir_csi::csi::client::mount_capability;
 use nfs_subdir_csi::csi::pb::{self, volume_capability::access_mode::Mode};
 use std::collections::HashMap;
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
 use tonic::Code;
 
 pub async fn csi_driver_nfs(env: &Env, rep: &mut Report) {
@@ -44,7 +47,14 @@ pub async fn csi_driver_nfs(env: &Env, rep: &mut Report) {
     let opts = env.version_opts("4.1");
     let flags: Vec<String> = opts.split(',').map(str::to_owned).collect();
 
-    // NodePublish exactly as kubelet sends it for one of its PVs.
+    // NodePublish exactly as kubelet sends it for one of its PVs. Its directory starts at 0750 so
+    // that its mountPermissions 0777 shows: csi-driver-nfs chmods the mount point after mounting.
+    let mode_of = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0)
+    };
+    let _ = std::fs::set_permissions(raw.path.join(&dirs[0]), Permissions::from_mode(0o750));
     let id = handle(&dirs[0], "", "");
     let context: HashMap<String, String> = [
         ("server", env.server.as_str()),
@@ -67,7 +77,7 @@ pub async fn csi_driver_nfs(env: &Env, rep: &mut Report) {
         volume_context: context,
         ..Default::default()
     };
-    let published = csi.publish(publish, DL).await;
+    let published = csi.publish(publish.clone(), DL).await;
     let source = mounted_at(&target).map(|(_, s, _)| s).unwrap_or_default();
     let want = format!(
         "{}:{}/{}",
@@ -80,6 +90,12 @@ pub async fn csi_driver_nfs(env: &Env, rep: &mut Report) {
         published.ok() && source == want,
         format!("{}; source {source}", published.describe()),
     );
+    let (seen, on_server) = (mode_of(&target), mode_of(&raw.path.join(&dirs[0])));
+    rep.check(
+        "legacy: mountPermissions 0777 applied to the mount point after mounting",
+        seen == 0o777 && on_server == 0o777,
+        format!("mount point {seen:04o}, on the export {on_server:04o} (was 0750)"),
+    );
     let read = std::fs::read_to_string(target.join("file")).unwrap_or_default();
     rep.check(
         "legacy: its data read through the mount",
@@ -88,6 +104,19 @@ pub async fn csi_driver_nfs(env: &Env, rep: &mut Report) {
     );
     let gone = csi.unpublish(&id, &target, DL).await;
     rep.check("legacy: NodeUnpublish", gone.ok(), gone.describe());
+    let mut bad = publish.clone();
+    bad.volume_context
+        .insert("mountPermissions".into(), "0o777".into());
+    let bad_target = pod_target(&format!("{}-bad", dirs[0]));
+    bad.target_path = bad_target.display().to_string();
+    let r = csi.publish(bad, DL).await;
+    let refused = matches!(&r.result, Some(Err(s)) if s.code() == Code::InvalidArgument
+        && s.message().contains("mountPermissions"));
+    rep.check(
+        "legacy: a bad mountPermissions is INVALID_ARGUMENT naming it, nothing mounted",
+        refused && mounted_at(&bad_target).is_none(),
+        r.describe(),
+    );
 
     // DeleteVolume as csi-provisioner sends it, with the provisioner secret.
     let delete = |id: String| {
