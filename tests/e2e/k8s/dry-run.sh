@@ -9,6 +9,8 @@
 # their CRDs are not installed here (tests/e2e/manifests checks them). The apiserver runs its full validation and
 # admission, so a wrong field, type or enum value fails here. Namespaces the manifests use are
 # created for real first (a dry run cannot create the namespace the other objects need).
+# Then, on the same cluster, rbac.sh applies the RBAC of every mode for real and checks each
+# ServiceAccount's effective permissions against its expected least-privilege list.
 # Ends with "<name>: N passed, N failed" (tests/e2e/lib.sh); exits non-zero on failure.
 # No `set -e`: a failed check is counted and the script goes on.
 #
@@ -113,4 +115,8 @@ nothing_created() {
     ! grep nfs-subdir <<<"$roles" >&2
 }
 check "the dry runs created nothing" nothing_created
+# Least privilege of every mode's ServiceAccounts, on this same cluster (tests/e2e/k8s/rbac.sh).
+# shellcheck source=tests/e2e/k8s/rbac.sh
+. "$HERE/rbac.sh"
+rbac_checks
 log "dry run done in $(since "$T0")"

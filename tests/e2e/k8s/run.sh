@@ -3,7 +3,8 @@
 # control-plane binaries through build.sh, cached; the driver with cargo), then runs, each on its
 # own throwaway cluster:
 #   smoke.sh       the harness itself
-#   dry-run.sh     server-side dry run of every manifest in deploy/ and examples/
+#   dry-run.sh     server-side dry run of every manifest in deploy/ and examples/; then rbac.sh:
+#                  each mode's ServiceAccounts hold exactly their expected permissions
 #   scenario-a.sh  CSI path: driver + csi-provisioner + examples/redis
 #   scenario-b.sh  `nfs-subdir-csi provisioner`: kube-rs, Lease, crash and takeover
 #   scenario-c.sh  taking over nfs-subdir-external-provisioner and csi-driver-nfs; label templates
