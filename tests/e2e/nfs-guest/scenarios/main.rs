@@ -41,6 +41,7 @@ mod inflight;
 mod mounts;
 mod outage;
 mod quota;
+mod quota_crash;
 mod stale;
 mod story;
 
