@@ -252,7 +252,8 @@ check "grow: claim's request raised 1Gi -> 2Gi" kubectl -n "$NS" patch pvc grow 
 grown() { [ "$(pvj "$PV_GROW" '{.spec.capacity.storage}')/$(kubectl -n "$NS" get pvc grow -o jsonpath='{.status.capacity.storage}')" = 2Gi/2Gi ]; }
 check "grow: PV capacity and claim status.capacity 2Gi" wait_for 60 grown
 check "grow: Normal VolumeResizeSuccessful on the claim" wait_for 30 has_event grow VolumeResizeSuccessful
-check "grow: the volume's record says 2Gi" grep -q " 2147483648 " "$SHARE/.nfs-subdir-csi/volumes/$PV_GROW"
+# (a record is a symlink whose target is "<version> <bytes> <volume id>")
+check "grow: the volume's record says 2Gi" eval 'readlink "$SHARE/.nfs-subdir-csi/volumes/$PV_GROW" | grep -q " 2147483648 "'
 listing "before deletion" "$SHARE"
 
 # --- 4. delete everything; SIGKILL the leader at once; the other replica finishes
