@@ -154,4 +154,8 @@ pub struct VolumeArgs {
     /// the environment variable takes a comma-separated list.
     #[arg(long = "export-path", env = "EXPORT_PATHS", value_delimiter = ',')]
     pub export_paths: Vec<crate::quota::ExportPath>,
+    /// Fault injection for the guest suite's crash test, hidden: `abort-before-quota` makes
+    /// CreateVolume abort the process between making a directory and setting its quota.
+    #[arg(long, env = "NSC_FAULT", hide = true)]
+    pub fault: Option<crate::controller::Fault>,
 }

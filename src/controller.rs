@@ -6,7 +6,6 @@ use crate::error::{Error, Result};
 use crate::guard::Locks;
 use crate::metrics::{Metrics, VolumeAction};
 use crate::share::{Created, RootCache, ShareRoot, Shares, TrashEntry};
-use crate::token;
 use crate::volume::params::Defaults;
 use crate::volume::{CreateParams, Params, ShareSpec, SubDir, VolumeContext, VolumeId};
 use std::collections::HashSet;
@@ -14,7 +13,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod query;
 mod quota;
+
+pub use quota::Fault;
 
 /// A CreateVolume request, validated.
 #[derive(Clone, Debug)]
@@ -64,6 +66,8 @@ pub struct Volumes {
     metrics: Metrics,
     /// Project quotas on the shares' filesystems this machine reaches.
     quotas: crate::quota::Quotas,
+    /// A fault injected at start-up (tests only; see [`Fault`]).
+    fault: Option<Fault>,
 }
 
 impl Volumes {
@@ -82,6 +86,7 @@ impl Volumes {
             roots: RootCache::default(),
             metrics,
             quotas: Default::default(),
+            fault: None,
         }
     }
 
@@ -228,6 +233,7 @@ impl Volumes {
             )
             .await?;
         if let Some(local) = quota_root {
+            self.fault_point(Fault::AbortBeforeQuota);
             let left = deadline.saturating_sub(started.elapsed());
             (self.quota_apply(local, quota_sub, capacity, quota_mode, left)).await?;
         }
@@ -245,37 +251,6 @@ impl Volumes {
         })
     }
 
-    /// Looks a volume up: its recorded capacity, and `Some(reason)` if it is not healthy.
-    pub async fn get(&self, raw_id: &str, deadline: Duration) -> Result<(Volume, Option<String>)> {
-        let id = VolumeId::parse(raw_id)?;
-        let sub = id.sub_dir.clone();
-        let (exists, record) = self
-            .on_share(
-                &id.share,
-                &format!("look up {sub}"),
-                deadline,
-                move |root| Ok((root.volume_exists(&sub)?, root.record(&sub)?)),
-            )
-            .await?;
-        if !exists && record.is_none() {
-            return Err(Error::NotFound(format!(
-                "volume {raw_id}: no directory {}",
-                id.sub_dir
-            )));
-        }
-        let abnormal =
-            (!exists).then(|| format!("directory {} is missing on {}", id.sub_dir, id.share));
-        let capacity = record.map(|r| r.capacity).unwrap_or_default();
-        Ok((
-            Volume {
-                context: VolumeContext::of(&id),
-                id: raw_id.to_owned(),
-                capacity,
-            },
-            abnormal,
-        ))
-    }
-
     /// Records a larger capacity for a volume and raises its project quota if it has one; returns
     /// the capacity now recorded.
     pub async fn expand(&self, raw_id: &str, capacity: u64, deadline: Duration) -> Result<u64> {
@@ -290,74 +265,6 @@ impl Volumes {
             .await?;
         (self.quota_resize(&id.share, &id.sub_dir, recorded, deadline)).await?;
         Ok(recorded)
-    }
-
-    /// Lists volumes on every known share, `max` at a time (0: all), after `token`.
-    pub async fn list(&self, token: &str, max: usize, deadline: Duration) -> Result<Page> {
-        let after = token::decode(token)?;
-        let mut all = Vec::new();
-        for spec in self.shares.known().await {
-            let records = self
-                .on_share(&spec, "list volumes", deadline, |root| root.records())
-                .await?;
-            let prefix = spec.to_string();
-            all.extend(
-                records
-                    .into_iter()
-                    .map(|(key, rec)| (format!("{prefix}\0{key}"), rec)),
-            );
-        }
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        // The same export reached with different mount options holds the same records.
-        all.dedup_by(|a, b| a.0 == b.0);
-        let rest: Vec<_> = all
-            .into_iter()
-            .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
-            .collect();
-        let take = if max == 0 {
-            rest.len()
-        } else {
-            max.min(rest.len())
-        };
-        let next = if take < rest.len() {
-            token::encode(&rest[take - 1].0)
-        } else {
-            String::new()
-        };
-        let volumes = rest
-            .into_iter()
-            .take(take)
-            .filter_map(|(key, rec)| match VolumeId::parse(&rec.volume_id) {
-                Ok(id) => Some(Volume {
-                    context: VolumeContext::of(&id),
-                    id: rec.volume_id,
-                    capacity: rec.capacity,
-                }),
-                Err(e) => {
-                    tracing::warn!(record = %key.replace('\0', " "), error = %e, "record with a foreign id not listed");
-                    None
-                }
-            })
-            .collect();
-        Ok(Page { volumes, next })
-    }
-
-    /// Free bytes on the share the parameters name (or the default share); 0 when none is known.
-    pub async fn capacity(
-        &self,
-        params: &Params,
-        mount_flags: &[String],
-        deadline: Duration,
-    ) -> Result<u64> {
-        let spec = match params.share_spec(mount_flags, &self.defaults) {
-            Ok(spec) => spec,
-            Err(_) if params.server.is_none() && params.share.is_none() => return Ok(0),
-            Err(e) => return Err(e),
-        };
-        let stats = self
-            .on_share(&spec, "statvfs", deadline, |root| root.stats())
-            .await?;
-        Ok(stats.available_bytes)
     }
 }
 

@@ -25,6 +25,7 @@ pub struct VolumeSetup {
     pub timeout: Duration,
     working_mount_dir: PathBuf,
     quotas: Quotas,
+    fault: Option<crate::controller::Fault>,
 }
 
 impl VolumeSetup {
@@ -51,6 +52,7 @@ impl VolumeSetup {
             timeout: Duration::from_secs(args.operation_timeout.max(1)),
             working_mount_dir: args.working_mount_dir.clone(),
             quotas: Quotas::new(args.export_paths.clone()),
+            fault: args.fault,
         })
     }
 
@@ -63,8 +65,15 @@ impl VolumeSetup {
             self.working_mount_dir.clone(),
             metrics.clone(),
         ));
-        let volumes =
-            Volumes::new(shares, self.defaults.clone(), metrics).with_quotas(self.quotas.clone());
+        let volumes = Volumes::new(shares, self.defaults.clone(), metrics)
+            .with_quotas(self.quotas.clone())
+            .with_fault(self.fault);
+        if let Some(fault) = self.fault {
+            tracing::warn!(
+                ?fault,
+                "fault injection is on: this process will abort on purpose"
+            );
+        }
         if let Some(share) = &self.default_share {
             volumes.start_on(share, self.timeout);
         }

@@ -6,6 +6,7 @@ use crate::blocking;
 use crate::error::{Error, Result};
 use crate::quota::{self, Mode};
 use crate::volume::{ShareSpec, SubDir};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,6 +15,11 @@ impl Volumes {
     /// StorageClass parameter `quota`; see [`crate::quota`]).
     pub fn with_quotas(self, quotas: crate::quota::Quotas) -> Self {
         Volumes { quotas, ..self }
+    }
+
+    /// The volume operations with a fault injected (see [`Fault`]; tests only).
+    pub fn with_fault(self, fault: Option<Fault>) -> Self {
+        Volumes { fault, ..self }
     }
 
     /// Where the quota of a new volume on `share` goes (`None`: size recorded only); `enforce`
@@ -99,5 +105,56 @@ impl Volumes {
             Err(e) => return Err(e),
         }
         Ok(())
+    }
+
+    /// The project limits of the volumes on `share` by record key (empty when the share's
+    /// filesystem is not reachable here or has none). A failure is logged: the recorded sizes
+    /// are then reported.
+    pub(super) async fn quota_limits(
+        &self,
+        share: &ShareSpec,
+        deadline: Duration,
+    ) -> HashMap<String, u64> {
+        let Some(local) = self.quotas.local_root(share) else {
+            return HashMap::new();
+        };
+        match blocking::run("read project limits", deadline, move || {
+            quota::limits(&local)
+        })
+        .await
+        {
+            Ok(limits) => limits,
+            Err(e) => {
+                tracing::warn!(share = %share, error = %e, "project limits not read; recorded sizes reported");
+                HashMap::new()
+            }
+        }
+    }
+
+    /// Stops here if the fault `at` was asked for at start-up (see [`Fault`]).
+    pub(super) fn fault_point(&self, at: Fault) {
+        if self.fault == Some(at) {
+            tracing::error!(fault = ?at, "fault injection: aborting the process");
+            std::process::abort();
+        }
+    }
+}
+
+/// Fault injection for the crash-consistency test of the guest suite (hidden flag `--fault`,
+/// environment `NSC_FAULT`): read once at start-up into the config. Never set in a deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `abort-before-quota`: CreateVolume aborts the process (as kill -9 would end it) right
+    /// after the volume's directory is made and before its project quota is set.
+    AbortBeforeQuota,
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "abort-before-quota" => Ok(Fault::AbortBeforeQuota),
+            _ => Err(format!("{s:?}: the one fault is abort-before-quota")),
+        }
     }
 }

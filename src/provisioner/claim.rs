@@ -1,6 +1,7 @@
 //! Claim reconciler: makes the directory and the pre-bound PV for each claim handed to us;
 //! kube-controller-manager then binds the two. Re-running it after a crash is harmless: the
-//! directory step is idempotent and the PV name is derived from the claim's uid.
+//! directory step is idempotent and the PV name is derived from the claim's uid. A Bound claim
+//! asking for more storage is resized ([`super::resize`]).
 
 use super::pv::{self, ClaimStep, NewPv, PvSource};
 use super::{Context, kube_error};
@@ -22,6 +23,11 @@ use tracing::Span;
 /// Reconciles one claim. Errors are reported as a Warning event on the claim and retried.
 #[tracing::instrument(skip_all, fields(claim = %claim_key(&claim), volume))]
 pub async fn reconcile(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) -> Result<Action> {
+    if let Some(wanted) = super::resize::wanted(&claim, &ctx.provisioner) {
+        let pv = claim.spec.as_ref().and_then(|s| s.volume_name.as_deref());
+        Span::current().record("volume", pv.unwrap_or_default());
+        return super::resize::resize(&claim, wanted, &ctx).await;
+    }
     if let ClaimStep::Skip(why) = pv::claim_step(&claim, &ctx.provisioner) {
         tracing::trace!(why, "skipped");
         return Ok(Action::await_change());

@@ -12,6 +12,7 @@ pub(crate) mod fixtures;
 pub mod leader;
 pub mod pv;
 pub mod release;
+pub mod resize;
 
 use crate::controller::Volumes;
 use crate::error::{Error, Result};

@@ -208,6 +208,30 @@ pub fn usage(root: &Path, sub: &SubDir) -> Result<Option<(u32, Usage)>> {
     Ok(Some((id, usage)))
 }
 
+/// The project limits (bytes, nonzero only) of the volumes below the local root `root` that
+/// have a project, by record key: what ListVolumes and ControllerGetVolume report as their capacity.
+pub fn limits(root: &Path) -> Result<std::collections::HashMap<String, u64>> {
+    let mut out = std::collections::HashMap::new();
+    let Some((fs, claims)) = open_claims(root)? else {
+        return Ok(out);
+    };
+    for name in crate::share::fs::list(&claims)? {
+        let Ok(id) = name.parse::<u32>() else {
+            continue;
+        };
+        let key = match nix::fcntl::readlinkat(&claims, name.as_str()) {
+            Ok(target) => target.to_string_lossy().into_owned(),
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => return Err(Error::errno("read project claim", e)),
+        };
+        let limit = sys::get(&fs, id).map_err(|e| Error::errno("get quota", e))?;
+        if limit.limit_bytes > 0 {
+            out.insert(key, limit.limit_bytes);
+        }
+    }
+    Ok(out)
+}
+
 type Opened = (std::os::fd::OwnedFd, std::os::fd::OwnedFd);
 
 fn open_claims(root: &Path) -> Result<Option<Opened>> {

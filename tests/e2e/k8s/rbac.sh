@@ -44,6 +44,8 @@ expected_csi_node() { :; }   # the node plugin makes no API call (and mounts no 
 expected_provisioner() {
   # src/provisioner/mod.rs: the claim and volume watchers (list + watch; get on a re-read).
   for v in get list watch; do echo "persistentvolumeclaims $v"; done
+  # src/provisioner/resize.rs: a grown claim's new size goes into its status.
+  echo "persistentvolumeclaims/status patch"
   # src/provisioner/claim.rs: create the pre-bound PV; release.rs: delete it, patch its finalizer.
   for v in get list watch create delete patch; do echo "persistentvolumes $v"; done
   # src/provisioner/claim.rs, release.rs: Api<StorageClass> get (parameters, reclaim policy).

@@ -54,6 +54,7 @@ kind: ClusterRole
 metadata: {name: $1}
 rules:
 - {apiGroups: [""], resources: [persistentvolumeclaims], verbs: [get, list, watch]}
+- {apiGroups: [""], resources: [persistentvolumeclaims/status], verbs: [patch]}
 - {apiGroups: [""], resources: [persistentvolumes], verbs: [$2]}
 - {apiGroups: [storage.k8s.io], resources: [storageclasses], verbs: [get, list, watch]}
 - {apiGroups: [events.k8s.io], resources: [events], verbs: [create, patch]}
@@ -175,7 +176,7 @@ check "only the leader acted ($LEADER provisioned, $FOLLOWER did nothing)" eval 
 check "the follower waits for leadership" grep -q "waiting for leadership" "$DIR/$FOLLOWER.log"
 
 # --- 3. nfs: source, nfs-subdir-external-provisioner parameters, Retain, a bad parameter
-must "StorageClasses nfs-intree, nfs-compat, nfs-retain, nfs-bad applied" kubectl apply -f - <<EOF
+must "StorageClasses nfs-intree, nfs-compat, nfs-retain, nfs-grow, nfs-bad applied" kubectl apply -f - <<EOF
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata: {name: nfs-intree}
@@ -196,6 +197,13 @@ kind: StorageClass
 metadata: {name: nfs-retain}
 provisioner: $PROV
 reclaimPolicy: Retain
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: nfs-grow}
+provisioner: $PROV
+parameters: {volumeSource: csi}
+allowVolumeExpansion: true
 ---
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
@@ -221,9 +229,10 @@ must "claims intree, compat, kept, bad applied" kubectl -n "$NS" apply -f - <<EO
 $(claim intree nfs-intree)
 $(claim compat nfs-compat '"nfs.io/storage-path": my-data')
 $(claim kept nfs-retain)
+$(claim grow nfs-grow)
 $(claim bad nfs-bad)
 EOF
-for c in intree compat kept; do check "claim $c Bound" wait_for 60 bound "$c"; done
+for c in intree compat kept grow; do check "claim $c Bound" wait_for 60 bound "$c"; done
 PV_INTREE=$(volume_of intree) PV_COMPAT=$(volume_of compat) PV_KEPT=$(volume_of kept)
 check "intree: nfs: source $NFS_SERVER:$NFS_PATH/$PV_INTREE, class mountOptions" test \
   "$(pvj "$PV_INTREE" '{.spec.nfs.server}:{.spec.nfs.path} {.spec.csi.driver} {.spec.mountOptions[*]}')" = "$NFS_SERVER:$NFS_PATH/$PV_INTREE  nfsvers=4.1"
@@ -236,15 +245,24 @@ check "kept: reclaim Retain, no directory finalizer, directory exists" eval \
 check "bad: Warning ProvisioningFailed names the unknown parameter" eval \
   'wait_for 30 has_event bad ProvisioningFailed && event_note bad ProvisioningFailed | grep -q "unknown parameter"'
 check "bad: claim stays Pending with no PV" test "$(kubectl -n "$NS" get pvc bad -o jsonpath='{.status.phase}/{.spec.volumeName}')" = "Pending/"
+# resize (no external-resizer here): the provisioner expands the volume and sets both sizes
+PV_GROW=$(volume_of grow)
+check "grow: claim's request raised 1Gi -> 2Gi" kubectl -n "$NS" patch pvc grow --type=merge \
+  -p '{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}'
+grown() { [ "$(pvj "$PV_GROW" '{.spec.capacity.storage}')/$(kubectl -n "$NS" get pvc grow -o jsonpath='{.status.capacity.storage}')" = 2Gi/2Gi ]; }
+check "grow: PV capacity and claim status.capacity 2Gi" wait_for 60 grown
+check "grow: Normal VolumeResizeSuccessful on the claim" wait_for 30 has_event grow VolumeResizeSuccessful
+# (a record is a symlink whose target is "<version> <bytes> <volume id>")
+check "grow: the volume's record says 2Gi" eval 'readlink "$SHARE/.nfs-subdir-csi/volumes/$PV_GROW" | grep -q " 2147483648 "'
 listing "before deletion" "$SHARE"
 
 # --- 4. delete everything; SIGKILL the leader at once; the other replica finishes
 check "StatefulSet deleted" kubectl -n "$NS" delete -f "$REPO/examples/redis/redis-pv-sts.yaml" --wait=true --timeout=60s
 kubectl -n "$NS" delete pod -l app=$STS --grace-period=0 --force --ignore-not-found >/dev/null 2>&1 || true
-check "claims deleted" kubectl -n "$NS" delete pvc "$PVC0" "$PVC1" intree compat kept bad --wait=false
+check "claims deleted" kubectl -n "$NS" delete pvc "$PVC0" "$PVC1" intree compat kept grow bad --wait=false
 kill_pid "$LP"
 log "leader $LEADER killed with SIGKILL right after the claims were deleted"
-for pv in "pvc-$UID0" "pvc-$UID1" "$PV_INTREE" "$PV_COMPAT"; do
+for pv in "pvc-$UID0" "pvc-$UID1" "$PV_INTREE" "$PV_COMPAT" "$PV_GROW"; do
   check "PV $pv deleted" wait_for 90 absent pv "$pv"
 done
 check "directories pvc-$UID0, pvc-$UID1, $PV_INTREE removed" wait_for 30 eval \

@@ -90,6 +90,35 @@ impl Csi {
         .await
     }
 
+    /// ListVolumes, every page at once.
+    pub async fn list(&self, dl: Duration) -> Timed<pb::ListVolumesResponse> {
+        let r = pb::ListVolumesRequest::default();
+        timed(dl, self.controller.clone().list_volumes(req(r, dl))).await
+    }
+
+    pub async fn get_volume(
+        &self,
+        id: &str,
+        dl: Duration,
+    ) -> Timed<pb::ControllerGetVolumeResponse> {
+        let r = pb::ControllerGetVolumeRequest {
+            volume_id: id.into(),
+        };
+        timed(
+            dl,
+            self.controller.clone().controller_get_volume(req(r, dl)),
+        )
+        .await
+    }
+
+    pub async fn capacity(
+        &self,
+        r: pb::GetCapacityRequest,
+        dl: Duration,
+    ) -> Timed<pb::GetCapacityResponse> {
+        timed(dl, self.controller.clone().get_capacity(req(r, dl))).await
+    }
+
     pub async fn publish(
         &self,
         r: pb::NodePublishVolumeRequest,

@@ -48,6 +48,7 @@ mod legacy;
 mod mounts;
 mod outage;
 mod quota;
+mod quota_crash;
 mod snapshot;
 mod stale;
 mod story;

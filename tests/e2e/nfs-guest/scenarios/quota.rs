@@ -6,9 +6,9 @@
 //! and uid 1000; ext4: for uid 1000, root is not limited); NodeGetVolumeStats calls it full;
 //! expanding to 200Mi raises the limit and the write goes through; delete clears the limit and the
 //! id's claim. Also: `enforce` where there are no project quotas is FAILED_PRECONDITION and
-//! touches nothing, and a driver killed with -9 after it made a directory without its quota
-//! leaves a state whose CreateVolume retry ends with the quota set, and a restarted controller
-//! finds the same project id (expands and releases it). Once through nfs-ganesha on the same XFS.
+//! touches nothing; ListVolumes and ControllerGetVolume report the project limit, GetCapacity the
+//! free space; a driver that dies between a directory and its quota is retried to the quota
+//! (quota_crash.rs). Once through nfs-ganesha on the same XFS.
 //! Environment: NSC_QUOTA_SOCKET, NSC_QUOTA_ROOT (the exported tmpfs: xfs/, ext4/, plain/),
 //! NSC_QUOTA_SERVER, NSC_DRIVER (for the killed driver).
 
@@ -18,18 +18,18 @@ use crate::{Env, Report, info};
 use nfs_subdir_csi::csi::pb;
 use nfs_subdir_csi::quota::{project, sys};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 use tonic::Code;
 
-struct Setup {
+pub struct Setup {
     socket: PathBuf,
-    root: PathBuf,
-    server: String,
-    driver: String,
+    pub root: PathBuf,
+    pub server: String,
+    pub driver: String,
 }
 
-fn class(q: &Setup, fs: &str, mode: &str) -> Class {
+pub fn class(q: &Setup, fs: &str, mode: &str) -> Class {
     let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     Class {
         params: vec![
@@ -73,7 +73,7 @@ fn dd(path: &Path, mib: u32, uid: Option<u32>) -> Result<(), String> {
 }
 
 /// The project id and inherit flag of a directory, and its project's limit in bytes.
-fn project_of(fs_root: &Path, dir: &Path) -> Result<(u32, bool, u64), String> {
+pub fn project_of(fs_root: &Path, dir: &Path) -> Result<(u32, bool, u64), String> {
     let d = std::fs::File::open(dir).map_err(|e| format!("open {}: {e}", dir.display()))?;
     let (id, inherit) = sys::project_of(&d).map_err(|e| format!("FSGETXATTR: {e}"))?;
     let fs = std::fs::File::open(fs_root).map_err(|e| e.to_string())?;
@@ -108,7 +108,7 @@ pub async fn quota(env: &Env, rep: &mut Report) {
     for fs in ["ext4", "xfs"] {
         on_fs(&q, &csi, rep, fs).await;
     }
-    killed_driver(&q, &csi, rep).await;
+    crate::quota_crash::crashed_driver(&q, &csi, rep).await;
     ganesha(&q, &csi, rep).await;
     let claims = q.root.join("xfs/.nfs-subdir-csi/projects");
     let left: Vec<_> = std::fs::read_dir(&claims)
@@ -228,6 +228,7 @@ async fn on_fs(q: &Setup, csi: &Csi, rep: &mut Report, fs: &str) {
         limit == Ok(200 * MI as u64),
         format!("{limit:?}"),
     );
+    reported_capacity(q, csi, rep, fs, &vol.volume_id, &local, id).await;
     let total = df_total(&target);
     info(format!("df {fs} after expand: total {} MiB", total >> 20));
     rep.check(
@@ -254,88 +255,61 @@ async fn on_fs(q: &Setup, csi: &Csi, rep: &mut Report, fs: &str) {
     );
 }
 
-/// Another controller-only driver process on `/tmp/nsc/csi-<tag>.sock`, with `args`.
-async fn spawn_driver(q: &Setup, tag: &str, args: &[String]) -> std::io::Result<(Child, Csi)> {
-    let sock = PathBuf::from(format!("/tmp/nsc/csi-{tag}.sock"));
-    let log = std::fs::File::create(format!("/tmp/nsc/driver-{tag}.log"))?;
-    let child = Command::new(&q.driver)
-        .args(["serve", "--roles", "controller", "--nodeid", "nfs-guest"])
-        .arg(format!("--endpoint=unix://{}", sock.display()))
-        .arg(format!("--working-mount-dir=/tmp/nsc/work-{tag}"))
-        .args(args)
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    let started = Instant::now();
-    while !sock.exists() && started.elapsed() < Duration::from_secs(20) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok((child, connect(&sock).await))
-}
-
-/// A driver killed with -9 after making a directory without its quota; the retry sets it. Then a
-/// new controller process (a restart) finds the same project id: expansion through it raises that
-/// project's limit, and its delete releases it.
-async fn killed_driver(q: &Setup, csi: &Csi, rep: &mut Report) {
-    // no --export-path: it makes the directory and records the size, no quota
-    let started = spawn_driver(q, "killed", &[]).await;
-    let Some((mut child, killed)) = rep.require("quota-kill9-driver-start", started) else {
-        return;
+/// What the controller reports: ListVolumes and ControllerGetVolume give the volume's project
+/// limit as its capacity (the expanded 200Mi, then a limit an administrator set to 210Mi
+/// behind the driver's back, then back to 200Mi); GetCapacity gives the filesystem's free space.
+async fn reported_capacity(
+    q: &Setup,
+    csi: &Csi,
+    rep: &mut Report,
+    fs: &str,
+    vol: &str,
+    local: &Path,
+    id: u32,
+) {
+    let p = |s: &str| format!("quota-{fs}-{s}");
+    let seen = async || {
+        let listed = csi.list(DL).await.value().ok().and_then(|l| {
+            let e = l.entries.into_iter().filter_map(|e| e.volume);
+            e.into_iter()
+                .find(|v| v.volume_id == vol)
+                .map(|v| v.capacity_bytes)
+        });
+        let got = csi.get_volume(vol, DL).await.value().ok();
+        (listed, got.and_then(|g| g.volume).map(|v| v.capacity_bytes))
     };
-    let class = class(q, "xfs", "best-effort");
-    let name = new_name("pvc");
-    let first = killed.create(class.create(&name, "k"), DL).await;
-    let _ = child.kill();
-    let _ = child.wait();
-    let Some(vol) = rep.require("quota-kill9-first-create", first.value()) else {
-        return;
+    let now = seen().await;
+    rep.check(
+        &p("list-and-get-show-expanded"),
+        now == (Some(200 * MI), Some(200 * MI)),
+        format!("ListVolumes, ControllerGetVolume: {now:?}"),
+    );
+    let fs_root = std::fs::File::open(local).expect("open fs root");
+    let set = sys::set_limit(&fs_root, id, 210 * MI as u64);
+    let now = seen().await;
+    rep.check(
+        &p("list-and-get-follow-the-limit"),
+        set.is_ok() && now == (Some(210 * MI), Some(210 * MI)),
+        format!("limit set to 210Mi: {set:?}; ListVolumes, ControllerGetVolume: {now:?}"),
+    );
+    let _ = sys::set_limit(&fs_root, id, 200 * MI as u64);
+    let r = class(q, fs, "enforce").create("capacity", "capacity");
+    let req = pb::GetCapacityRequest {
+        volume_capabilities: r.volume_capabilities,
+        parameters: r.parameters,
+        accessible_topology: None,
     };
-    let local = q.root.join("xfs");
-    let dir = local.join(dir_of(&vol));
-    let before = project_of(&local, &dir);
-    info(format!(
-        "after kill -9: directory {}, project {before:?}",
-        dir.display()
-    ));
-    let t = csi.create(class.create(&name, "k"), DL).await;
-    let after = project_of(&local, &dir);
+    let t = csi.capacity(req, DL).await;
+    let free = nix::sys::statvfs::statvfs(local)
+        .map(|s| s.blocks_available() * s.fragment_size())
+        .unwrap_or(0);
+    let got = t.result.as_ref().and_then(|r| r.as_ref().ok());
+    let got = got.map(|c| c.available_capacity as u64).unwrap_or(0);
     rep.check(
-        "quota-kill9-retry-sets-quota",
-        t.ok()
-            && before.as_ref().is_ok_and(|b| b.0 == 0)
-            && after
-                .as_ref()
-                .is_ok_and(|a| a.0 >= project::FIRST_ID && a.1 && a.2 == 100 * MI as u64),
-        format!("{}; before {before:?}, after {after:?}", t.describe()),
+        &p("get-capacity-is-free-space"),
+        got > 0 && got.abs_diff(free) <= 8 << 20,
+        format!("GetCapacity {got}, statvfs of the filesystem: {free} available"),
     );
-    let claims = local.join(".nfs-subdir-csi/projects");
-    for e in std::fs::read_dir(&claims).into_iter().flatten().flatten() {
-        let to = std::fs::read_link(e.path()).unwrap_or_default();
-        info(format!("claim {} -> {}", e.path().display(), to.display()));
-    }
-    let mapping = format!("--export-path={}:/xfs={}", q.server, local.display());
-    let started = spawn_driver(q, "restarted", &[mapping]).await;
-    let Some((mut child, fresh)) = rep.require("quota-restart-driver-start", started) else {
-        return;
-    };
-    let t = fresh.expand(&vol.volume_id, 150 * MI, DL).await;
-    let now = project_of(&local, &dir);
-    let want = after.as_ref().ok().map(|a| (a.0, 150 * MI as u64));
-    rep.check(
-        "quota-restart-same-project-expanded",
-        t.ok() && now.as_ref().ok().map(|n| (n.0, n.2)) == want,
-        format!("{}; before {after:?}, now {now:?}", t.describe()),
-    );
-    let t = fresh.delete(&vol.volume_id, DL).await;
-    let claim = claims.join(after.map(|a| a.0).unwrap_or_default().to_string());
-    let left = claim.symlink_metadata().is_ok();
-    rep.check(
-        "quota-restart-delete-releases",
-        t.ok() && !left,
-        format!("{}; claim {} left: {left}", t.describe(), claim.display()),
-    );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// nfs-ganesha serving the same XFS filesystem (quota-guest.sh): a 20Mi volume through it takes
