@@ -150,6 +150,9 @@ fn raw(name: &[u8], kind: tar::EntryType, link: &[u8], size: u64) -> tar::Header
     h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
     h.set_entry_type(kind);
     h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1);
     h.set_size(size);
     h.set_cksum();
     h
@@ -194,6 +197,23 @@ async fn hostile_archives_are_refused_and_write_nothing_outside() {
             hostile(&[
                 (raw(b"link", T::Symlink, &out, 0), b""),
                 (raw(b"link/sym-owned", T::Regular, b"", 4), b"evil"),
+            ]),
+        ),
+        (
+            "a file written over a planted symlink",
+            hostile(&[
+                (
+                    raw(b"over", T::Symlink, &[&out[..], b"/over-owned"].concat(), 0),
+                    b"",
+                ),
+                (raw(b"over", T::Regular, b"", 4), b"evil"),
+            ]),
+        ),
+        (
+            "a FIFO through a planted symlink",
+            hostile(&[
+                (raw(b"link", T::Symlink, &out, 0), b""),
+                (raw(b"link/fifo-owned", T::Fifo, b"", 0), b""),
             ]),
         ),
         (

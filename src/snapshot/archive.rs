@@ -248,7 +248,17 @@ pub fn unpack(archive: File, dst: &OwnedFd, cancel: &AtomicBool) -> Result<()> {
         match entry.unpack_in(&base) {
             Ok(true) => {}
             Ok(false) => return Err(refuse(&path, "leaves the volume")),
-            Err(e) => return Err(refuse(&path, &format!("cannot be unpacked inside: {e}"))),
+            Err(e) => {
+                // The tar crate's error says what it did; its source says why it failed.
+                let why = std::error::Error::source(&e)
+                    .or_else(|| e.get_ref().and_then(|i| i.source()))
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default();
+                return Err(refuse(
+                    &path,
+                    &format!("cannot be unpacked inside: {e}{why}"),
+                ));
+            }
         }
         if kind == T::Directory {
             dirs.push((path, entry.header().mtime().unwrap_or(0)));
