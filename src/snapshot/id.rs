@@ -29,6 +29,8 @@ pub enum Format {
     /// A directory tree (cloned blocks where the filesystem shares them).
     #[default]
     Copy,
+    /// One tar archive compressed with zstd (`data.tar.zst`).
+    TarZst,
 }
 
 impl FromStr for Format {
@@ -36,11 +38,9 @@ impl FromStr for Format {
     fn from_str(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "copy" => Ok(Format::Copy),
-            "tar.zst" => Err(Error::invalid(
-                "snapshot format tar.zst is not available in this version; use copy",
-            )),
+            "tar.zst" => Ok(Format::TarZst),
             _ => Err(Error::invalid(format!(
-                "snapshot format {:?}: expected copy",
+                "snapshot format {:?}: expected copy or tar.zst",
                 crate::volume::path::shorten(s)
             ))),
         }
@@ -51,6 +51,7 @@ impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Format::Copy => "copy",
+            Format::TarZst => "tar.zst",
         })
     }
 }

@@ -2,6 +2,7 @@
 //! store on the share, the background copies, and the operations the CSI adapter calls (as methods
 //! of [`crate::controller::Volumes`], which owns the share access and the per-id guards).
 
+mod archive;
 pub mod id;
 pub mod jobs;
 mod list;
@@ -107,7 +108,9 @@ mod tests {
         let p = SnapshotParams::parse([("Format", "COPY")]).unwrap();
         assert_eq!(p.format, Format::Copy);
         assert!(SnapshotParams::parse([("csi.storage.k8s.io/volumesnapshot/name", "x")]).is_ok());
-        for (k, v) in [("format", "zip"), ("color", "blue"), ("format", "tar.zst")] {
+        let tar = SnapshotParams::parse([("format", "Tar.Zst")]).unwrap();
+        assert_eq!(tar.format, Format::TarZst);
+        for (k, v) in [("format", "zip"), ("color", "blue"), ("format", "tar")] {
             assert!(SnapshotParams::parse([(k, v)]).is_err(), "{k}={v}");
         }
     }

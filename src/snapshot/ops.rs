@@ -110,7 +110,7 @@ impl Volumes {
             created,
         };
         let (sub, dir, temp) = (
-            source.sub_dir,
+            (source.sub_dir, id.format),
             id.dir.clone(),
             store::temp_name(self.jobs.run_id()),
         );
@@ -122,7 +122,7 @@ impl Volumes {
                 cancel,
                 ..Options::default()
             };
-            let summary = store::cut(&root, &sub, &dir, meta, &temp, &opts)?;
+            let summary = store::cut(&root, &sub.0, sub.1, &dir, meta, &temp, &opts)?;
             tracing::info!(snapshot = %dir, ?summary, "snapshot ready");
             Ok(())
         });

@@ -4,13 +4,16 @@
 //!
 //! ```text
 //! <share>/.nfs-subdir-csi/snapshots/<snapshot dir>/meta.json   name, source, time, size
-//! <share>/.nfs-subdir-csi/snapshots/<snapshot dir>/data/       the volume's tree
+//! <share>/.nfs-subdir-csi/snapshots/<snapshot dir>/data/       the volume's tree (format copy)
+//! <share>/.nfs-subdir-csi/snapshots/<snapshot dir>/data.tar.zst  or its archive (tar.zst)
 //! <share>/.nfs-subdir-csi/snapshots/.tmp-<run>-<uuid>/         a snapshot being cut
 //! <share>/.nfs-subdir-csi/restore/.tmp-<run>-<uuid>/           a volume being filled
 //! ```
 //!
 //! Plain blocking calls; callers run them off the async runtime.
 
+use super::archive::{self, ARCHIVE};
+use super::id::Format;
 use crate::copy::{self, Options, Summary};
 use crate::error::{Error, Result};
 use crate::share::ShareRoot;
@@ -137,10 +140,12 @@ fn check_space(src: &OwnedFd, dst: &OwnedFd) -> Result<u64> {
 }
 
 /// Cuts the snapshot `dir` of the volume `source`: copies it into `temp`, writes `meta` (with the
-/// measured size), syncs, and renames it into place. A snapshot already in place is kept.
+/// measured size, or the archive's size for `tar.zst`), syncs, and renames it into place. A
+/// snapshot already in place is kept.
 pub fn cut(
     root: &ShareRoot,
     source: &SubDir,
+    format: Format,
     dir: &str,
     mut meta: Meta,
     temp: &str,
@@ -153,10 +158,33 @@ pub fn cut(
         .map_err(|e| Error::errno(format!("mkdir snapshot {temp}"), e))?;
     let result = (|| {
         let tmp = open_dir(&snaps, temp).map_err(|e| Error::errno("open snapshot temp", e))?;
-        mkdirat(&tmp, "data", Mode::from_bits_truncate(0o700))
-            .map_err(|e| Error::errno("mkdir snapshot data", e))?;
-        let data = open_dir(&tmp, "data").map_err(|e| Error::errno("open snapshot data", e))?;
-        let summary = copy::copy_tree(&src, &data, opts)?;
+        let summary = match format {
+            Format::Copy => {
+                mkdirat(&tmp, "data", Mode::from_bits_truncate(0o700))
+                    .map_err(|e| Error::errno("mkdir snapshot data", e))?;
+                let data =
+                    open_dir(&tmp, "data").map_err(|e| Error::errno("open snapshot data", e))?;
+                copy::copy_tree(&src, &data, opts)?
+            }
+            Format::TarZst => {
+                let flags = nix::fcntl::OFlag::O_WRONLY
+                    | nix::fcntl::OFlag::O_CREAT
+                    | nix::fcntl::OFlag::O_EXCL
+                    | nix::fcntl::OFlag::O_NOFOLLOW
+                    | nix::fcntl::OFlag::O_CLOEXEC;
+                let fd = nix::fcntl::openat(&tmp, ARCHIVE, flags, Mode::from_bits_truncate(0o600))
+                    .map_err(|e| Error::errno("create the snapshot archive", e))?;
+                let (file, skipped) = archive::pack(&src, fd.into(), &opts.cancel)?;
+                meta.size_bytes = file
+                    .metadata()
+                    .map_err(|e| Error::io("stat the snapshot archive", e))?
+                    .len();
+                Summary {
+                    skipped,
+                    ..Summary::default()
+                }
+            }
+        };
         write_meta(&tmp, &meta)?;
         rustix::fs::syncfs(&tmp).map_err(|e| Error::io("sync snapshot", e.into()))?;
         match rename_noreplace(&snaps, temp, &snaps, dir) {
@@ -211,23 +239,41 @@ pub fn restore(
     temp: &str,
     opts: &Options,
 ) -> Result<bool> {
-    let src = match source {
-        Source::Volume(sub) => src_root.open_volume(sub)?,
+    // A tree to copy, or an archive to unpack.
+    let (src, packed) = match source {
+        Source::Volume(sub) => (src_root.open_volume(sub)?, None),
         Source::Snapshot(dir) => {
             let missing = || Error::NotFound(format!("snapshot {dir} is not on the share"));
             let snaps = area(src_root, "snapshots", false)?.ok_or_else(missing)?;
             let snap = open_dir(&snaps, dir.as_str()).map_err(|_| missing())?;
-            open_dir(&snap, "data")
-                .map_err(|e| Error::errno(format!("open snapshot {dir} data"), e))?
+            let flags = nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC;
+            match nix::fcntl::openat(&snap, ARCHIVE, flags, Mode::empty()) {
+                Ok(fd) => (snap, Some(std::fs::File::from(fd))),
+                Err(Errno::ENOENT) => (
+                    open_dir(&snap, "data")
+                        .map_err(|e| Error::errno(format!("open snapshot {dir} data"), e))?,
+                    None,
+                ),
+                Err(e) => return Err(Error::errno(format!("open snapshot {dir} archive"), e)),
+            }
         }
     };
     let restores = area(dst_root, "restore", true)?.expect("created");
-    check_space(&src, &restores)?;
+    if packed.is_none() {
+        check_space(&src, &restores)?;
+    }
     mkdirat(&restores, temp, Mode::from_bits_truncate(0o700))
         .map_err(|e| Error::errno(format!("mkdir restore {temp}"), e))?;
     let result = (|| {
         let tmp = open_dir(&restores, temp).map_err(|e| Error::errno("open restore temp", e))?;
-        copy::copy_tree(&src, &tmp, opts)?;
+        match packed {
+            Some(file) => archive::unpack(file, &tmp, &opts.cancel)?,
+            None => {
+                copy::copy_tree(&src, &tmp, opts)?;
+            }
+        }
         rustix::fs::syncfs(&tmp).map_err(|e| Error::io("sync restore", e.into()))?;
         let (parent, last) = open_parent(dst_root.dir(), target, Some(parent_mode | 0o700))?;
         match rename_noreplace(&restores, temp, &parent, last) {
