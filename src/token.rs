@@ -1,4 +1,5 @@
-//! ListVolumes page tokens: the last key of a page, hex-encoded, so a foreign token is refused.
+//! List page tokens (ListVolumes, ListSnapshots): the last key of a page, hex-encoded, so a
+//! foreign token is refused; and the one paging rule both lists follow.
 
 use crate::error::{Error, Result};
 
@@ -39,6 +40,30 @@ pub fn decode(token: &str) -> Result<Option<String>> {
         .map_err(|_| bad())
 }
 
+/// One page of `sorted` (key, item) pairs: those after the key `after` (from [`decode`]), at most
+/// `max` of them (0: all), and the token of the next page ("" when this page is the last).
+pub fn page<T>(
+    sorted: Vec<(String, T)>,
+    after: Option<&str>,
+    max: usize,
+) -> (Vec<(String, T)>, String) {
+    let rest: Vec<_> = sorted
+        .into_iter()
+        .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
+        .collect();
+    let take = if max == 0 {
+        rest.len()
+    } else {
+        max.min(rest.len())
+    };
+    let next = if take < rest.len() {
+        encode(&rest[take - 1].0)
+    } else {
+        String::new()
+    };
+    (rest.into_iter().take(take).collect(), next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +77,22 @@ mod tests {
         for bad in ["invalid-token", "abc", "zz", "+f", "+f+f", "AB", "0A"] {
             assert!(matches!(decode(bad), Err(Error::BadToken(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn pages_follow_the_token_of_the_last_key() {
+        let all = || (1..=5).map(|i| (format!("k{i}"), i)).collect::<Vec<_>>();
+        let page = |after: Option<&str>, max| {
+            let (items, next) = page(all(), after, max);
+            (items.into_iter().map(|(_, i)| i).collect::<Vec<_>>(), next)
+        };
+        let (first, next) = page(None, 2);
+        assert_eq!(first, [1, 2]);
+        let after = decode(&next).unwrap();
+        let (second, next) = page(after.as_deref(), 2);
+        assert_eq!(second, [3, 4]);
+        let (last, next) = page(decode(&next).unwrap().as_deref(), 2);
+        assert_eq!((last, next.as_str()), (vec![5], ""));
+        assert_eq!(page(None, 0).0.len(), 5);
     }
 }

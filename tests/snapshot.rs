@@ -5,7 +5,8 @@
 mod common;
 
 use common::snap::{
-    assert_same_tree, from_req, kill9, ready_snapshot, snap_src, snapshot, vol_src, wait_for_entry,
+    assert_same_tree, from_req, kill9, kill9_while_cutting, ready_snapshot, snap_src, snapshot,
+    vol_src, wait_for_entry,
 };
 use common::{Driver, create, delete, eventually, ls};
 use nfs_subdir_csi::csi::pb;
@@ -240,37 +241,8 @@ async fn kill_9_while_snapshotting_leaves_nothing_ready_and_the_retry_completes(
         source_volume_id: src.volume_id.clone(),
         ..Default::default()
     };
-    let mut c2 = c.clone();
-    let call = tokio::spawn(async move { c2.create_snapshot(req).await });
-    let share = d.share();
-    let seen = tokio::task::spawn_blocking(move || {
-        wait_for_entry(&share.join(".nfs-subdir-csi/snapshots"), ".tmp-")
-    });
-    assert!(seen.await.unwrap(), "no snapshot copy started");
-    let dir = kill9(d);
-    let _ = call.await;
-    let left = ls(&snaps);
-    println!("after kill -9 during a snapshot: {left:?}");
-    assert!(
-        left.iter().all(|n| n.starts_with(".tmp-")),
-        "something looks ready: {left:?}"
-    );
-
-    let d = Driver::start_in(dir, &[]).await;
+    let d = kill9_while_cutting(d, req).await;
     let mut c = d.controller();
-    let listed = c
-        .list_snapshots(pb::ListSnapshotsRequest::default())
-        .await
-        .unwrap();
-    assert!(
-        listed.into_inner().entries.is_empty(),
-        "a half snapshot is listed"
-    );
-    assert!(
-        eventually(|| ls(&snaps).is_empty()).await,
-        "temp not swept: {:?}",
-        ls(&snaps)
-    );
     let snap = ready_snapshot(&mut c, "snapshot-big", &src.volume_id).await;
     println!("retry after restart: ready, {} bytes", snap.size_bytes);
     let data = snaps.join("snapshot-big/data");

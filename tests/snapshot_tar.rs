@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::snap::{from_req, kill9, snap_src, wait_for_entry};
+use common::snap::{from_req, kill9_while_cutting, snap_src};
 use common::{Driver, create, eventually, ls};
 use nfs_subdir_csi::csi::pb::{self, controller_client::ControllerClient};
 use std::collections::HashMap;
@@ -266,39 +266,9 @@ async fn kill_9_during_a_tar_zst_snapshot_leaves_nothing_ready() {
             .collect();
         std::fs::write(d.share().join(format!("pvc-big/big-{i}")), data).unwrap();
     }
-    let snaps = d.share().join(".nfs-subdir-csi/snapshots");
-    let mut c2 = c.clone();
     let req = tar_req("snapshot-big", &src.volume_id);
-    let call = tokio::spawn(async move { c2.create_snapshot(req).await });
-    let share = d.share();
-    let seen = tokio::task::spawn_blocking(move || {
-        wait_for_entry(&share.join(".nfs-subdir-csi/snapshots"), ".tmp-")
-    });
-    assert!(seen.await.unwrap(), "no archive started");
-    let dir = kill9(d);
-    let _ = call.await;
-    let left = ls(&snaps);
-    println!("after kill -9 during a tar.zst snapshot: {left:?}");
-    assert!(
-        left.iter().all(|n| n.starts_with(".tmp-")),
-        "looks ready: {left:?}"
-    );
-
-    let d = Driver::start_in(dir, &[]).await;
+    let d = kill9_while_cutting(d, req).await;
     let mut c = d.controller();
-    let listed = c
-        .list_snapshots(pb::ListSnapshotsRequest::default())
-        .await
-        .unwrap();
-    assert!(
-        listed.into_inner().entries.is_empty(),
-        "a half snapshot is listed"
-    );
-    assert!(
-        eventually(|| ls(&snaps).is_empty()).await,
-        "temp not swept: {:?}",
-        ls(&snaps)
-    );
     let snap = ready_tar(&mut c, "snapshot-big", &src.volume_id).await;
     println!(
         "retry after restart: ready, archive {} bytes",

@@ -66,23 +66,9 @@ impl Volumes {
         all.sort_by(|a, b| a.0.cmp(&b.0));
         // The same export reached with different mount options holds the same records.
         all.dedup_by(|a, b| a.0 == b.0);
-        let rest: Vec<_> = all
+        let (page, next) = token::page(all, after.as_deref(), max);
+        let volumes = page
             .into_iter()
-            .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
-            .collect();
-        let take = if max == 0 {
-            rest.len()
-        } else {
-            max.min(rest.len())
-        };
-        let next = if take < rest.len() {
-            token::encode(&rest[take - 1].0)
-        } else {
-            String::new()
-        };
-        let volumes = rest
-            .into_iter()
-            .take(take)
             .filter_map(|(key, rec)| match VolumeId::parse(&rec.volume_id) {
                 Ok(id) => Some(Volume {
                     context: VolumeContext::of(&id),

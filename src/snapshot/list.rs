@@ -54,22 +54,9 @@ impl Volumes {
         // Ready copies first, so a snapshot that just became ready is listed once, as ready.
         all.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.ready.cmp(&a.1.ready)));
         all.dedup_by(|a, b| a.0 == b.0);
-        let rest: Vec<_> = all
-            .into_iter()
-            .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
-            .collect();
-        let take = if max == 0 {
-            rest.len()
-        } else {
-            max.min(rest.len())
-        };
-        let next = if take < rest.len() {
-            token::encode(&rest[take - 1].0)
-        } else {
-            String::new()
-        };
+        let (page, next) = token::page(all, after.as_deref(), max);
         Ok(Page {
-            snapshots: rest.into_iter().take(take).map(|(_, s)| s).collect(),
+            snapshots: page.into_iter().map(|(_, s)| s).collect(),
             next,
         })
     }

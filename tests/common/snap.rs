@@ -1,7 +1,7 @@
 //! Snapshot fixtures of the integration tests: CSI calls that must succeed, a `kill -9` of the
 //! driver, and a comparison of two trees that checks everything a snapshot must keep.
 
-use super::Driver;
+use super::{Driver, eventually, ls};
 use nfs_subdir_csi::csi::pb::{self, controller_client::ControllerClient};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -136,4 +136,41 @@ fn compare(a: &Path, b: &Path, inodes: &mut HashMap<u64, u64>) {
             "{what}: data"
         );
     }
+}
+
+/// Starts `req` (a CreateSnapshot of a volume big enough to take a while) on `d`, `kill -9`s the
+/// driver once the copy's temporary tree appears, and checks what the crash left: nothing that
+/// looks ready, no snapshot listed by the restarted driver, the temporary tree swept. Returns the
+/// restarted driver.
+pub async fn kill9_while_cutting(d: Driver, req: pb::CreateSnapshotRequest) -> Driver {
+    let snaps = d.share().join(".nfs-subdir-csi/snapshots");
+    let mut c = d.controller();
+    let call = tokio::spawn(async move { c.create_snapshot(req).await });
+    let watched = snaps.clone();
+    let seen = tokio::task::spawn_blocking(move || wait_for_entry(&watched, ".tmp-"));
+    assert!(seen.await.unwrap(), "no snapshot copy started");
+    let dir = kill9(d);
+    let _ = call.await;
+    let left = ls(&snaps);
+    println!("after kill -9 while cutting a snapshot: {left:?}");
+    assert!(
+        left.iter().all(|n| n.starts_with(".tmp-")),
+        "something looks ready: {left:?}"
+    );
+    let d = Driver::start_in(dir, &[]).await;
+    let listed = d
+        .controller()
+        .list_snapshots(pb::ListSnapshotsRequest::default())
+        .await
+        .unwrap();
+    assert!(
+        listed.into_inner().entries.is_empty(),
+        "a half snapshot is listed"
+    );
+    assert!(
+        eventually(|| ls(&snaps).is_empty()).await,
+        "temp not swept: {:?}",
+        ls(&snaps)
+    );
+    d
 }

@@ -267,7 +267,9 @@ for pv in "pvc-$UID0" "pvc-$UID1" "$PV_INTREE" "$PV_COMPAT" "$PV_GROW"; do
 done
 check "directories pvc-$UID0, pvc-$UID1, $PV_INTREE removed" wait_for 30 eval \
   'test ! -e "$SHARE/pvc-$UID0" -a ! -e "$SHARE/pvc-$UID1" -a ! -e "$SHARE/$PV_INTREE"'
-check "compat directory archived as default/archived-my-data" eval 'test ! -e "$SHARE/default/my-data" -a -d "$SHARE/default/archived-my-data"'
+# nfs-subdir-external-provisioner archives a pathPattern directory at the export's root as
+# archived-<last component>; a claim made in its classes is archived the same way (scenario C).
+check "compat directory archived as archived-my-data at the root, as nfs-subdir-external-provisioner does" eval 'test ! -e "$SHARE/default/my-data" -a -d "$SHARE/archived-my-data"'
 released() { [ "$(pvj "$PV_KEPT" '{.status.phase}')" = Released ]; }
 check "Retain: PV $PV_KEPT stays (Released), directory stays" eval 'wait_for 30 released && test -d "$SHARE/$PV_KEPT"'
 check "no PV leaked: only $PV_KEPT is left" test "$(kubectl get pv -o jsonpath='{.items[*].metadata.name}')" = "$PV_KEPT"
