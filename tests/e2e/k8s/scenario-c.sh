@@ -16,7 +16,8 @@
 #      directories untouched. Deleting claims releases as that provisioner did: archive to
 #      archived-<last component> at the export root, delete, retain, a class deleted first
 #      (archive: nothing lost), a directory already gone (no error). New claims in its classes
-#      bind with its directory names.
+#      bind with its directory names. Rollback as the migration guide gives it: the finalizer
+#      loop, after which its PVs are the old provisioner's again.
 #   3. CSI mode, run as `--drivername nfs.csi.k8s.io` with csi-provisioner: a csi-driver-nfs PV
 #      (facts from kubernetes-csi/csi-driver-nfs pkg/nfs/controllerserver.go: handle
 #      server#share-without-slash#subDir#uuid#onDelete, volumeAttributes server/share/subdir/
@@ -173,6 +174,23 @@ check "fresh2 (nested pathPattern): archived to archived-fresh2 at the root, as 
   wait_for 60 eval 'test -d "$SHARE/archived-fresh2" && test ! -e "$SHARE/$NS/fresh2" && test ! -e "$SHARE/$NS/archived-fresh2"'
 check "PV $FRESH2 deleted" wait_for 60 absent pv "$FRESH2"
 check "provisioner stops on SIGTERM" stop_pid "$PROV_PID"
+# Rollback, as docs/migrate-from-nfs-subdir-external-provisioner.md gives it: with this
+# provisioner stopped, its finalizer comes off every PV (the guide's loop, verbatim in effect), and
+# what is left is the old provisioner's world: its PVs in their old shape, claims bound, data as it was.
+rollback_finalizers() {
+  local pv
+  for pv in $(kubectl get pv -o name); do
+    if kubectl get "$pv" -o jsonpath='{.metadata.finalizers}' | grep -q nfs-subdir.csi.rs/directory; then
+      kubectl patch "$pv" --type=merge -p '{"metadata":{"finalizers":["kubernetes.io/pv-protection"]}}' >/dev/null || return 1
+    fi
+  done
+}
+echo "PV finalizers before the rollback: $(kubectl get pv -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.finalizers} {end}')"
+check "rollback: the guide's finalizer loop runs" rollback_finalizers
+check "rollback: no PV keeps nfs-subdir.csi.rs/directory" eval '! kubectl get pv -o jsonpath="{.items[*].metadata.finalizers}" | grep -q nfs-subdir.csi.rs/directory'
+check "rollback: keep's PV is the old provisioner's again (in-tree nfs:, provisioned-by $OLD, only pv-protection)" eval \
+  'test "$(pvj "${PVS[keep]}" "{.spec.nfs.path} {.metadata.annotations.pv\.kubernetes\.io/provisioned-by} {.metadata.finalizers}")" = "$NFS_PATH/${DIRS[keep]} $OLD [\"kubernetes.io/pv-protection\"]"'
+check "rollback: claim keep still Bound, its data untouched" eval 'bound keep && test "$(cd "$SHARE" && sha256sum "${DIRS[keep]}/file")" = "$KEEP_SUM"'
 
 # --- 3. CSI mode under csi-driver-nfs's name: its PVs, and labels in subDir templates
 CSI_SHARE="$DIR/csi-share" SOCK="$DIR/csi.sock"
