@@ -89,6 +89,8 @@ PROVISIONER_DIR = "provisioner"
 # proves it on a real API server: (apiGroup, resource) -> verbs. The mode must get exactly this.
 PROVISIONER_CLUSTER_RULES = {
     ("", "persistentvolumeclaims"): {"get", "list", "watch"},
+    # A grown claim's new size goes into its status (src/provisioner/resize.rs).
+    ("", "persistentvolumeclaims/status"): {"patch"},
     ("", "persistentvolumes"): {"get", "list", "watch", "create", "delete", "patch"},
     ("storage.k8s.io", "storageclasses"): {"get", "list", "watch"},
     ("events.k8s.io", "events"): {"create", "patch"},
