@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::snap::{from_req, kill9_while_cutting, snap_src};
+use common::snap::{assert_same_tree_archived, from_req, kill9_while_cutting, snap_src};
 use common::{Driver, create, eventually, ls};
 use nfs_subdir_csi::csi::pb::{self, controller_client::ControllerClient};
-use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -41,40 +40,6 @@ async fn ready_tar(c: &mut ControllerClient<Channel>, name: &str, source: &str) 
         }
         assert!(started.elapsed() < Duration::from_secs(60), "never ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Same entries, types, modes, owners, mtimes (to the second), data, symlink targets, hard links.
-fn same_tree(a: &Path, b: &Path, inodes: &mut HashMap<u64, u64>) {
-    let (ma, mb) = (
-        std::fs::symlink_metadata(a).unwrap(),
-        std::fs::symlink_metadata(b).unwrap_or_else(|e| panic!("{}: {e}", b.display())),
-    );
-    let what = b.display();
-    assert_eq!(ma.file_type(), mb.file_type(), "{what}: type");
-    assert_eq!((ma.uid(), ma.gid()), (mb.uid(), mb.gid()), "{what}: owner");
-    assert_eq!(ma.mtime(), mb.mtime(), "{what}: mtime");
-    if ma.file_type().is_symlink() {
-        assert_eq!(
-            std::fs::read_link(a).unwrap(),
-            std::fs::read_link(b).unwrap()
-        );
-        return;
-    }
-    assert_eq!(ma.mode(), mb.mode(), "{what}: mode");
-    if ma.is_dir() {
-        assert_eq!(ls(a), ls(b), "{what}: entries");
-        for n in ls(a) {
-            same_tree(&a.join(&n), &b.join(&n), inodes);
-        }
-    } else if ma.is_file() {
-        assert_eq!(ma.nlink(), mb.nlink(), "{what}: links");
-        let seen = *inodes.entry(ma.ino()).or_insert(mb.ino());
-        assert_eq!(seen, mb.ino(), "{what}: hard link to another inode");
-        assert!(
-            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
-            "{what}: data"
-        );
     }
 }
 
@@ -131,7 +96,7 @@ async fn a_tar_zst_restore_keeps_the_tree_and_its_metadata() {
         .await
         .expect("restore");
     let vol = d.share().join("pvc-back");
-    same_tree(&root, &vol, &mut HashMap::new());
+    assert_same_tree_archived(&root, &vol);
     let m = std::fs::symlink_metadata(vol.join("setuid")).unwrap();
     assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o4750, 1234, 5678));
     let blocks = std::fs::metadata(vol.join("sparse")).unwrap().blocks();
@@ -277,9 +242,5 @@ async fn kill_9_during_a_tar_zst_snapshot_leaves_nothing_ready() {
     c.create_volume(from_req("pvc-again", snap_src(&snap.snapshot_id)))
         .await
         .expect("restore");
-    same_tree(
-        &d.share().join("pvc-big"),
-        &d.share().join("pvc-again"),
-        &mut HashMap::new(),
-    );
+    assert_same_tree_archived(&d.share().join("pvc-big"), &d.share().join("pvc-again"));
 }

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::share::fs::{open_root, open_volume_dir};
 use crate::share::record;
 use crate::volume::{ShareSpec, SubDir, path::shorten};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 pub use sys::{State, Usage};
 
@@ -163,13 +164,8 @@ pub fn apply(root: &Path, sub: &SubDir, bytes: u64) -> Result<u32> {
 
 /// Sets the limit of the volume `sub`'s project to `bytes`; `None` when it has no project.
 pub fn resize(root: &Path, sub: &SubDir, bytes: u64) -> Result<Option<u32>> {
-    let Some((fs, claims)) = open_claims(root)? else {
-        return Ok(None);
-    };
     let ctx = |what: &str| format!("{what} for {sub} on {}", root.display());
-    let Some(id) = project::find(&claims, &record::key(sub))
-        .map_err(|e| Error::errno(ctx("find project"), e))?
-    else {
+    let Some((fs, _, id)) = volume_project(root, sub)? else {
         return Ok(None);
     };
     sys::set_limit(&fs, id, bytes).map_err(|e| Error::errno(ctx("set quota"), e))?;
@@ -180,13 +176,8 @@ pub fn resize(root: &Path, sub: &SubDir, bytes: u64) -> Result<Option<u32>> {
 /// still charged to the project (a tree in the trash) keeps the id from being handed out again
 /// until it is gone. Returns the released id, if the volume had one.
 pub fn release(root: &Path, sub: &SubDir) -> Result<Option<u32>> {
-    let Some((fs, claims)) = open_claims(root)? else {
-        return Ok(None);
-    };
     let ctx = |what: &str| format!("{what} for {sub} on {}", root.display());
-    let Some(id) = project::find(&claims, &record::key(sub))
-        .map_err(|e| Error::errno(ctx("find project"), e))?
-    else {
+    let Some((fs, claims, id)) = volume_project(root, sub)? else {
         return Ok(None);
     };
     sys::set_limit(&fs, id, 0).map_err(|e| Error::errno(ctx("clear quota"), e))?;
@@ -232,7 +223,18 @@ pub fn limits(root: &Path) -> Result<std::collections::HashMap<String, u64>> {
     Ok(out)
 }
 
-type Opened = (std::os::fd::OwnedFd, std::os::fd::OwnedFd);
+type Opened = (OwnedFd, OwnedFd);
+
+/// The project claimed for the volume `sub`, with the filesystem and its claims opened; `None`
+/// when the filesystem has no claims or the volume no project.
+fn volume_project(root: &Path, sub: &SubDir) -> Result<Option<(OwnedFd, OwnedFd, u32)>> {
+    let Some((fs, claims)) = open_claims(root)? else {
+        return Ok(None);
+    };
+    let found = project::find(&claims, &record::key(sub))
+        .map_err(|e| Error::errno(format!("find project for {sub} on {}", root.display()), e))?;
+    Ok(found.map(|id| (fs, claims, id)))
+}
 
 fn open_claims(root: &Path) -> Result<Option<Opened>> {
     let fs = open_root(root)?;
