@@ -137,16 +137,26 @@ impl ShareRoot {
         let (parent, last) = open_parent(&self.fd, sub, Some(mode | 0o700))?;
         match mkdirat(&parent, last, Mode::from_bits_truncate(mode)) {
             Ok(()) => {
-                // mkdir(2) leaves out what the umask clears and, on Linux, setuid and setgid
-                // (a mountPermissions of 2775 is common): only then is a chmod needed.
-                if mode & (umask | 0o6000) != 0 {
-                    let dir = open_dir(&parent, last)
-                        .map_err(|e| Error::errno(format!("open {sub}"), e))?;
-                    fchmod(&dir, Mode::from_bits_truncate(mode))
-                        .map_err(|e| Error::errno(format!("chmod {sub}"), e))?;
+                let finish = || -> Result<()> {
+                    // mkdir(2) leaves out what the umask clears and, on Linux, setuid and setgid
+                    // (a mountPermissions of 2775 is common): only then is a chmod needed.
+                    if mode & (umask | 0o6000) != 0 {
+                        let dir = open_dir(&parent, last)
+                            .map_err(|e| Error::errno(format!("open {sub}"), e))?;
+                        fchmod(&dir, Mode::from_bits_truncate(mode))
+                            .map_err(|e| Error::errno(format!("chmod {sub}"), e))?;
+                    }
+                    record::write(&state.records, &key, &wanted)
+                        .map_err(|e| Error::errno(format!("record {sub}"), e))
+                };
+                if let Err(e) = finish() {
+                    // A full share (no inode for the record) or a refused chmod: the directory
+                    // just made goes again, so a failed call leaves no half volume behind.
+                    if let Err(undo) = fs::unlink(&parent, last.as_ref(), true) {
+                        tracing::warn!(error = %undo, "new volume directory not removed after {e}");
+                    }
+                    return Err(e);
                 }
-                record::write(&state.records, &key, &wanted)
-                    .map_err(|e| Error::errno(format!("record {sub}"), e))?;
                 Ok(Created::New)
             }
             Err(Errno::EEXIST) => {
@@ -327,7 +337,7 @@ impl ShareRoot {
 
 impl TrashEntry {
     /// Removes the trashed tree; returns how many entries went, or the errno that stopped it.
-    pub fn purge(self) -> nix::Result<u64> {
+    pub fn purge(&self) -> nix::Result<u64> {
         super::remove::remove_tree(&self.trash, &self.name)
     }
 
