@@ -38,6 +38,8 @@
 //!   the squashed root cannot do is a visible backlog (log + nfs_subdir_csi_trash_* metrics) that
 //!   drains once the export stops squashing; All_Squash with Anonymous_Uid 999 deletes by itself.
 //!   These run on drivers of their own (fault_driver.rs) with /metrics.
+//! - secret-mount-options (secret.rs): the provisioner secret's `mountOptions` reach the
+//!   working mount at create and delete time and never the id, the context, ListVolumes or the log.
 //! - quota (quota.rs): project quotas through the guest's kernel NFS server on XFS and ext4.
 //! - snapshot (snapshot.rs): a volume filled through a pod's mount is snapshotted and restored
 //!   (NFSv4.2 and v4.1) and cloned (v4.2); the new volumes hold the same tree; prints how the data
@@ -64,6 +66,7 @@ mod mounts;
 mod outage;
 mod quota;
 mod quota_crash;
+mod secret;
 mod snapshot;
 mod squash;
 mod stale;
@@ -210,6 +213,10 @@ async fn nfs_guest_scenarios() {
             let class = Class::with_flags(&env, &env.share, vers);
             snapshot::snapshot(&env, &mut rep, &format!("v{vers}"), &class, clone).await;
         }
+    }
+    if run("secret-mount-options") {
+        step("secret-mount-options");
+        secret::secret_mount_options(&env, &mut rep).await;
     }
     if run("csi-driver-nfs") {
         step("csi-driver-nfs");
