@@ -113,7 +113,7 @@ async fn hostile_or_missing_csi_driver_nfs_snapshots_touch_nothing() {
     let before = ls(&share);
     let base = share.to_str().unwrap().trim_matches('/');
     let cases = [
-        (format!("srv#share#..#..#pvc-1"), Code::InvalidArgument),
+        ("srv#share#..#..#pvc-1".to_owned(), Code::InvalidArgument),
         (
             format!("#{base}#snap#snap#../../etc/passwd"),
             Code::InvalidArgument,
@@ -126,7 +126,10 @@ async fn hostile_or_missing_csi_driver_nfs_snapshots_touch_nothing() {
             format!("evil,host#{base}#snap#snap#pvc-1"),
             Code::InvalidArgument,
         ),
-        (format!("srv#../..#snap#snap#pvc-1"), Code::InvalidArgument),
+        (
+            "srv#../..#snap#snap#pvc-1".to_owned(),
+            Code::InvalidArgument,
+        ),
         // Its form, but nothing there: no archive, an unknown local path.
         (
             format!("#{base}#snapshot-x#snapshot-x#pvc-1"),
@@ -136,7 +139,7 @@ async fn hostile_or_missing_csi_driver_nfs_snapshots_touch_nothing() {
             format!("#{base}#snapshot-9#snapshot-9#pvc-1"),
             Code::NotFound,
         ),
-        (format!("#etc#ssl#ssl#certs"), Code::NotFound),
+        ("#etc#ssl#ssl#certs".to_owned(), Code::NotFound),
         // Neither driver's form.
         ("some-snapshot-id".to_owned(), Code::NotFound),
     ];
