@@ -7,7 +7,9 @@ use crate::guard::Locks;
 use crate::metrics::{Metrics, VolumeAction};
 use crate::share::{Created, RootCache, ShareRoot, Shares, TrashEntry};
 use crate::volume::params::Defaults;
-use crate::volume::{CreateParams, Params, ShareSpec, SubDir, VolumeContext, VolumeId};
+use crate::volume::{
+    CreateParams, Params, SecretOptions, ShareSpec, SubDir, VolumeContext, VolumeId,
+};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -27,6 +29,8 @@ pub struct NewVolume {
     pub params: Params,
     /// Mount flags from the requested capabilities (the StorageClass's mountOptions).
     pub mount_flags: Vec<String>,
+    /// Mount options from the provisioner secret: for reaching the share now, never in the id.
+    pub secret_options: SecretOptions,
     /// Requested capacity in bytes (0: none asked for).
     pub capacity: u64,
 }
@@ -206,6 +210,7 @@ impl Volumes {
         } = req
             .params
             .resolve(&req.name, &req.mount_flags, &self.defaults)?;
+        let share = share.with_secret_options(req.secret_options.clone());
         let mount_permissions = req.params.publish_permissions();
         let id = VolumeId {
             share: share.clone(),

@@ -126,6 +126,7 @@ async fn provision(
         name: name.to_owned(),
         params: params.clone(),
         mount_flags,
+        secret_options: Default::default(),
         capacity: bytes,
     };
     let volume = match super::clone::content_source(claim, bytes, ctx).await? {

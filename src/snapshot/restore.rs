@@ -36,6 +36,7 @@ impl Volumes {
         } = req
             .params
             .resolve(&req.name, &req.mount_flags, &self.defaults)?;
+        let share = share.with_secret_options(req.secret_options.clone());
         let (src_share, from, src_key) = self.find_source(&source, &share, deadline).await?;
         let fill_key = format!("fill:{}", lock_key(&share, &sub_dir));
         let timed_out = || Error::Timeout {
@@ -110,7 +111,18 @@ impl Volumes {
                 let id = match SnapshotId::parse(raw) {
                     Ok(id) => id,
                     Err(e) => {
-                        let old = CsiDriverNfsSnapshot::parse(raw, &target.mount_options)?;
+                        let old = CsiDriverNfsSnapshot::parse(raw, &target.mount_options)?.map(
+                            |mut old| {
+                                // Its share is mounted as the new volume's (a provisioner
+                                // secret's options too), as csi-driver-nfs does.
+                                if old.share.is_nfs() {
+                                    old.share = old
+                                        .share
+                                        .with_secret_options(target.secret_options.clone());
+                                }
+                                old
+                            },
+                        );
                         return match old {
                             Some(old) => self.find_csi_driver_nfs(old, deadline).await,
                             None => Err(e),

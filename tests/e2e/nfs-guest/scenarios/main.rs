@@ -25,6 +25,8 @@
 //! - csi-driver-nfs (legacy.rs): its directories, handles and volume attributes: NodePublish
 //!   mounts server:share/subdir; DeleteVolume deletes, archives (archived-<subDir>), retains, and
 //!   refuses hostile handles.
+//! - secret-mount-options (secret.rs): the provisioner secret's `mountOptions` reach the
+//!   working mount at create and delete time and never the id, the context, ListVolumes or the log.
 //! - quota (quota.rs): project quotas through the guest's kernel NFS server on XFS and ext4.
 //! - snapshot (snapshot.rs): a volume filled through a pod's mount is snapshotted and restored
 //!   (NFSv4.2 and v4.1) and cloned (v4.2); the new volumes hold the same tree; prints how the data
@@ -49,6 +51,7 @@ mod mounts;
 mod outage;
 mod quota;
 mod quota_crash;
+mod secret;
 mod snapshot;
 mod stale;
 mod story;
@@ -194,6 +197,10 @@ async fn nfs_guest_scenarios() {
             let class = Class::with_flags(&env, &env.share, vers);
             snapshot::snapshot(&env, &mut rep, &format!("v{vers}"), &class, clone).await;
         }
+    }
+    if run("secret-mount-options") {
+        step("secret-mount-options");
+        secret::secret_mount_options(&env, &mut rep).await;
     }
     if run("csi-driver-nfs") {
         step("csi-driver-nfs");
