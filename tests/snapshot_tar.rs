@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::snap::{assert_same_tree_archived, from_req, kill9_while_cutting, snap_src};
+use common::snap::{assert_same_tree_archived, from_req, kill9_while_cutting, raw, snap_src};
 use common::{Driver, create, eventually, ls};
 use nfs_subdir_csi::csi::pb::{self, controller_client::ControllerClient};
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
@@ -106,21 +106,6 @@ async fn a_tar_zst_restore_keeps_the_tree_and_its_metadata() {
     );
     assert!(ls(outside.path()).is_empty(), "nothing written outside");
     assert!(ls(&d.share().join(".nfs-subdir-csi/restore")).is_empty());
-}
-
-/// A raw tar header: the name and link name go in as bytes, unchecked, as a hostile tool would.
-fn raw(name: &[u8], kind: tar::EntryType, link: &[u8], size: u64) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.as_old_mut().name[..name.len()].copy_from_slice(name);
-    h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
-    h.set_entry_type(kind);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(1);
-    h.set_size(size);
-    h.set_cksum();
-    h
 }
 
 fn hostile(entries: &[(tar::Header, &[u8])]) -> Vec<u8> {

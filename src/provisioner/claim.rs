@@ -77,6 +77,14 @@ pub async fn reconcile(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) -> 
                 .await;
             Ok(Action::await_change())
         }
+        // A clone bigger than one deadline goes on in the background; the retry joins it.
+        Err(Error::Timeout { what, .. }) if pv::has_data_source(&claim) => {
+            tracing::info!(what, "clone still copying");
+            let note = format!("Volume {name} is still being filled from its data source");
+            ctx.event(&*claim, EventType::Normal, "Provisioning", note)
+                .await;
+            Ok(Action::requeue(std::time::Duration::from_secs(5)))
+        }
         Err(e) => Err(failed(&claim, &ctx, e).await),
     }
 }
@@ -114,19 +122,18 @@ async fn provision(
     }
     let (capacity, bytes) = pv::requested(claim)?;
     let mount_flags = class.mount_options.clone().unwrap_or_default();
-    let volume = ctx
-        .volumes
-        .create(
-            NewVolume {
-                name: name.to_owned(),
-                params: params.clone(),
-                mount_flags,
-                secret_options: Default::default(),
-                capacity: bytes,
-            },
-            ctx.timeout,
-        )
-        .await?;
+    let new = NewVolume {
+        name: name.to_owned(),
+        params: params.clone(),
+        mount_flags,
+        secret_options: Default::default(),
+        capacity: bytes,
+    };
+    let volume = match super::clone::content_source(claim, bytes, ctx).await? {
+        // Filled in a temporary directory and renamed last: the PV never names a partial copy.
+        Some(source) => ctx.volumes.create_from(new, source, ctx.timeout).await?,
+        None => ctx.volumes.create(new, ctx.timeout).await?,
+    };
     let location = volume.context;
     let source = match source_kind(params.volume_source, ctx.nfs_export.is_some()) {
         VolumeSource::Csi => PvSource::Csi {

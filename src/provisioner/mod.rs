@@ -7,6 +7,7 @@
 //! reclaimPolicy Delete. Only the replica holding the [`leader`] Lease runs them.
 
 pub mod claim;
+pub mod clone;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod leader;

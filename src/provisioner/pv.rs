@@ -106,8 +106,7 @@ pub fn pv_name(claim: &PersistentVolumeClaim) -> Result<String> {
     }
 }
 
-/// Checks what this provisioner cannot honour: a foreign class, selectors, data sources,
-/// block volumes, a WaitForFirstConsumer claim with no node chosen yet (`Ok(false)`: wait).
+/// Checks what this provisioner cannot honour: a foreign class, selectors, block volumes, a WaitForFirstConsumer claim with no node chosen yet (`Ok(false)`: wait).
 pub fn check_claim(
     claim: &PersistentVolumeClaim,
     class: &StorageClass,
@@ -124,11 +123,8 @@ pub fn check_claim(
     if spec.selector.is_some() {
         return Err(Error::invalid("claim selectors are not supported"));
     }
-    if spec.data_source.is_some() || spec.data_source_ref.is_some() {
-        return Err(Error::invalid(
-            "data sources (clones, snapshots) are not supported",
-        ));
-    }
+    // A data source is checked by `clone::wanted` (claims are cloned, the rest refused).
+    super::clone::wanted(claim)?;
     if spec.volume_mode.as_deref() == Some("Block") {
         return Err(Error::invalid("volumeMode Block is not supported by NFS"));
     }
@@ -139,6 +135,14 @@ pub fn check_claim(
         .as_ref()
         .is_some_and(|a| a.contains_key(SELECTED_NODE));
     Ok(!delayed || node_chosen)
+}
+
+/// True when the claim names a data source (`dataSource` or `dataSourceRef`).
+pub fn has_data_source(claim: &PersistentVolumeClaim) -> bool {
+    claim
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.data_source.is_some() || s.data_source_ref.is_some())
 }
 
 /// The claim's storage request: the quantity as written, and in bytes.

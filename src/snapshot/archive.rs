@@ -1,6 +1,7 @@
 //! The `tar.zst` snapshot format: one GNU tar stream compressed with zstd, written from a volume
 //! reached only through `O_NOFOLLOW` directory descriptors, and unpacked into a private temporary
-//! directory, refusing whole any archive with an entry that could land outside it.
+//! directory, refusing whole any archive with an entry that could land outside it. The same
+//! unpacking reads csi-driver-nfs's `.tar.gz` (and plain `.tar`) snapshots.
 //!
 //! Kept: the tree (directories, regular files, symlinks as symlinks, never followed, hard links as
 //! hard links, FIFOs), mode with set-id bits, numeric owner and group, modification time to the
@@ -184,20 +185,75 @@ fn make_fifo(dst: &OwnedFd, path: &Path, h: &tar::Header) -> Result<()> {
     rustix::fs::utimensat(&dir, *last, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(err)
 }
 
-/// Unpacks the archive `archive` into the empty directory `dst`. Any entry that is not a plain
-/// relative name below `dst`, any device node, and any path through a symlink out of `dst` makes
-/// the whole archive refused ([`Error::FailedPrecondition`]); the caller removes what was written.
-pub fn unpack(archive: File, dst: &OwnedFd, cancel: &AtomicBool) -> Result<()> {
+/// How an archive's tar stream is compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packing {
+    /// zstd (this driver's `tar.zst`).
+    Zstd,
+    /// gzip (csi-driver-nfs's `.tar.gz`).
+    Gzip,
+    /// None (a plain `.tar`).
+    Plain,
+}
+
+impl Packing {
+    /// Recognises the packing of `file` from its first bytes (gzip and zstd magic numbers, else
+    /// the `ustar` mark of a tar header); anything else is [`Error::FailedPrecondition`].
+    pub fn sniff(file: &File) -> Result<Packing> {
+        let mut head = [0u8; 512];
+        let mut got = 0;
+        while got < head.len() {
+            match std::os::unix::fs::FileExt::read_at(file, &mut head[got..], got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("read the archive", e)),
+            }
+        }
+        match head[..got] {
+            [0x1f, 0x8b, ..] => Ok(Packing::Gzip),
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Ok(Packing::Zstd),
+            _ if got == 512 && head[257..262] == *b"ustar" => Ok(Packing::Plain),
+            _ => Err(Error::FailedPrecondition(
+                "snapshot archive refused: neither gzip, zstd nor a tar stream".into(),
+            )),
+        }
+    }
+}
+
+/// Unpacks the archive `archive`, packed as `packing`, into the empty directory `dst`. Any entry
+/// that is not a plain relative name below `dst`, any device node, and any path through a symlink
+/// out of `dst` makes the whole archive refused ([`Error::FailedPrecondition`]); the caller
+/// removes what was written.
+pub fn unpack(archive: File, packing: Packing, dst: &OwnedFd, cancel: &AtomicBool) -> Result<()> {
+    match packing {
+        Packing::Zstd => {
+            let dec = zstd::Decoder::new(archive).map_err(|e| Error::io("open the archive", e))?;
+            unpack_tar(dec, dst, cancel)
+        }
+        // Multi-member, as `gzip` and `pigz` may write.
+        Packing::Gzip => unpack_tar(flate2::read::MultiGzDecoder::new(archive), dst, cancel),
+        Packing::Plain => unpack_tar(io::BufReader::new(archive), dst, cancel),
+    }
+}
+
+fn unpack_tar(stream: impl io::Read, dst: &OwnedFd, cancel: &AtomicBool) -> Result<()> {
     // The directory itself, whatever path leads to it (the tar crate works with paths).
     let base = PathBuf::from(format!("/proc/self/fd/{}", dst.as_raw_fd()));
-    let dec = zstd::Decoder::new(archive).map_err(|e| Error::io("open the archive", e))?;
-    let mut ar = tar::Archive::new(dec);
+    let mut ar = tar::Archive::new(stream);
     ar.set_preserve_permissions(true);
     ar.set_preserve_ownerships(true);
     ar.set_preserve_mtime(true);
     ar.set_overwrite(false);
     ar.set_unpack_xattrs(false);
-    let read = |e: io::Error| Error::io("read the archive", e);
+    let read = |e: io::Error| match e.raw_os_error() {
+        Some(_) => Error::io("read the archive", e),
+        // Not the filesystem's: a corrupt or truncated stream.
+        None => Error::FailedPrecondition(format!(
+            "snapshot archive refused: unreadable: {}",
+            crate::volume::path::shorten(&e.to_string())
+        )),
+    };
     let mut dirs = Vec::new();
     for entry in ar.entries().map_err(read)? {
         if cancel.load(Ordering::Relaxed) {

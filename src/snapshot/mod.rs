@@ -5,6 +5,7 @@
 mod archive;
 pub mod id;
 pub mod jobs;
+pub mod legacy;
 mod list;
 mod ops;
 mod restore;

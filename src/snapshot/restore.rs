@@ -4,6 +4,7 @@
 
 use super::id::SnapshotId;
 use super::jobs::Info;
+use super::legacy::{self, CsiDriverNfsSnapshot};
 use super::store::{self, Source};
 use super::{ContentSource, key};
 use crate::blocking;
@@ -36,7 +37,7 @@ impl Volumes {
             .params
             .resolve(&req.name, &req.mount_flags, &self.defaults)?;
         let share = share.with_secret_options(req.secret_options.clone());
-        let (src_share, from, src_key) = self.find_source(&source, deadline).await?;
+        let (src_share, from, src_key) = self.find_source(&source, &share, deadline).await?;
         let fill_key = format!("fill:{}", lock_key(&share, &sub_dir));
         let timed_out = || Error::Timeout {
             what: format!("filling {sub_dir} from {source:?}"),
@@ -98,15 +99,36 @@ impl Volumes {
     }
 
     /// Checks that `source` exists and says where it is: its share, what to read, and the key of
-    /// its guard (held while it is read).
+    /// its guard (held while it is read). `target` is the new volume's share.
     async fn find_source(
         &self,
         source: &ContentSource,
+        target: &ShareSpec,
         deadline: Duration,
     ) -> Result<(ShareSpec, Source, String)> {
         match source {
             ContentSource::Snapshot(raw) => {
-                let id = SnapshotId::parse(raw)?;
+                let id = match SnapshotId::parse(raw) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        let old = CsiDriverNfsSnapshot::parse(raw, &target.mount_options)?.map(
+                            |mut old| {
+                                // Its share is mounted as the new volume's (a provisioner
+                                // secret's options too), as csi-driver-nfs does.
+                                if old.share.is_nfs() {
+                                    old.share = old
+                                        .share
+                                        .with_secret_options(target.secret_options.clone());
+                                }
+                                old
+                            },
+                        );
+                        return match old {
+                            Some(old) => self.find_csi_driver_nfs(old, deadline).await,
+                            None => Err(e),
+                        };
+                    }
+                };
                 if self.snapshot_meta(&id, deadline).await?.is_none() {
                     return Err(match self.jobs.get(&key(&id)) {
                         Some(job) if job.running() => {
@@ -134,6 +156,33 @@ impl Volumes {
                 Ok((id.share, Source::Volume(id.sub_dir), guard))
             }
         }
+    }
+
+    /// Checks that csi-driver-nfs's archive of `old` is on its share. A pre-mounted share (empty
+    /// server) must be one this controller already knows: an id cannot name any local path.
+    async fn find_csi_driver_nfs(
+        &self,
+        old: CsiDriverNfsSnapshot,
+        deadline: Duration,
+    ) -> Result<(ShareSpec, Source, String)> {
+        let name = format!("csi-driver-nfs snapshot {}/{}", old.dir, old.source);
+        if !old.share.is_nfs() && !self.shares.known().await.contains(&old.share) {
+            return Err(Error::NotFound(format!(
+                "{name}: {} is not a share this driver knows",
+                old.share
+            )));
+        }
+        let (dir, src) = (old.dir.clone(), old.source.clone());
+        self.on_share(&old.share, &format!("look up {name}"), deadline, move |r| {
+            legacy::open_archive(r, &dir, &src).map(drop)
+        })
+        .await?;
+        let guard = format!("cdn-snap:{}\0{}", old.share, old.dir);
+        let from = Source::CsiDriverNfs {
+            dir: old.dir,
+            source: old.source,
+        };
+        Ok((old.share, from, guard))
     }
 
     /// After a restart, removes in the background the temporary trees earlier runs left on a

@@ -51,6 +51,13 @@ pub enum Source {
     Snapshot(String),
     /// A volume's directory (a clone).
     Volume(SubDir),
+    /// A csi-driver-nfs snapshot: `<share>/<dir>/<source>.tar.gz` (or `.tar`).
+    CsiDriverNfs {
+        /// The snapshot's directory below the share root.
+        dir: String,
+        /// The source volume's name.
+        source: String,
+    },
 }
 
 const TMP: &str = ".tmp-";
@@ -250,7 +257,10 @@ pub fn restore(
                 | nix::fcntl::OFlag::O_NOFOLLOW
                 | nix::fcntl::OFlag::O_CLOEXEC;
             match nix::fcntl::openat(&snap, ARCHIVE, flags, Mode::empty()) {
-                Ok(fd) => (snap, Some(std::fs::File::from(fd))),
+                Ok(fd) => (
+                    snap,
+                    Some((std::fs::File::from(fd), archive::Packing::Zstd)),
+                ),
                 Err(Errno::ENOENT) => (
                     open_dir(&snap, "data")
                         .map_err(|e| Error::errno(format!("open snapshot {dir} data"), e))?,
@@ -258,6 +268,10 @@ pub fn restore(
                 ),
                 Err(e) => return Err(Error::errno(format!("open snapshot {dir} archive"), e)),
             }
+        }
+        Source::CsiDriverNfs { dir, source } => {
+            let (snap, file, packing) = super::legacy::open_archive(src_root, dir, source)?;
+            (snap, Some((file, packing)))
         }
     };
     let restores = area(dst_root, "restore", true)?.expect("created");
@@ -269,7 +283,7 @@ pub fn restore(
     let result = (|| {
         let tmp = open_dir(&restores, temp).map_err(|e| Error::errno("open restore temp", e))?;
         match packed {
-            Some(file) => archive::unpack(file, &tmp, &opts.cancel)?,
+            Some((file, packing)) => archive::unpack(file, packing, &tmp, &opts.cancel)?,
             None => {
                 copy::copy_tree(&src, &tmp, opts)?;
             }

@@ -186,3 +186,18 @@ pub async fn kill9_while_cutting(d: Driver, req: pb::CreateSnapshotRequest) -> D
     );
     d
 }
+
+/// A raw tar header: the name and link name go in as bytes, unchecked, as a hostile tool would.
+pub fn raw(name: &[u8], kind: tar::EntryType, link: &[u8], size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1);
+    h.set_size(size);
+    h.set_cksum();
+    h
+}

@@ -14,6 +14,8 @@
 #   4. The claims are deleted and the leader is SIGKILLed at once: the other replica takes over,
 #      PVs and directories go (the archived one is renamed), the Retain volume and its directory
 #      stay, and no PV is left behind.
+#      A claim with dataSource PersistentVolumeClaim is a clone holding the source's files; a
+#      VolumeSnapshot source, a missing source and a smaller clone get a Warning and stay Pending.
 #   5. SIGTERM releases the Lease.
 # Prints the claim/PV/directory listings before and after deletion; ends with
 # "scenario-b: N passed, N failed" (tests/e2e/lib.sh). No `set -e`: a failed check is counted.
@@ -254,15 +256,47 @@ check "grow: PV capacity and claim status.capacity 2Gi" wait_for 60 grown
 check "grow: Normal VolumeResizeSuccessful on the claim" wait_for 30 has_event grow VolumeResizeSuccessful
 # (a record is a symlink whose target is "<version> <bytes> <volume id>")
 check "grow: the volume's record says 2Gi" eval 'readlink "$SHARE/.nfs-subdir-csi/volumes/$PV_GROW" | grep -q " 2147483648 "'
+# clones (dataSource PersistentVolumeClaim): the source's files copied, never an empty volume;
+# a VolumeSnapshot source, a missing source and a smaller clone: Warning event, claim Pending
+mkdir -p "$SHARE/$PV_INTREE/sub" && echo "redis data" >"$SHARE/$PV_INTREE/sub/dump.rdb" \
+  && ln -s sub/dump.rdb "$SHARE/$PV_INTREE/link" && head -c 300000 /dev/urandom >"$SHARE/$PV_INTREE/big"
+from() { # <name> <request> <kind> <source> [apiGroup]
+  printf 'apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: %s}\nspec:\n' "$1"
+  printf '  storageClassName: nfs-intree\n  accessModes: [ReadWriteMany]\n'
+  printf '  resources: {requests: {storage: %s}}\n  dataSource: {kind: %s, name: %s%s}\n---\n' \
+    "$2" "$3" "$4" "${5:+, apiGroup: $5}"
+}
+must "claims clone, fromsnap, fromnone, small applied" kubectl -n "$NS" apply -f - <<EOF
+$(from clone 2Gi PersistentVolumeClaim intree)
+$(from fromsnap 1Gi VolumeSnapshot snap-1 snapshot.storage.k8s.io)
+$(from fromnone 1Gi PersistentVolumeClaim no-such-claim)
+$(from small 512Mi PersistentVolumeClaim intree)
+EOF
+check "clone: Bound" wait_for 60 bound clone
+PV_CLONE=$(volume_of clone)
+tree_of() { (cd "$SHARE/$1" && find . -printf '%p %y %m %s %l\n' | sort && cat sub/dump.rdb big | md5sum); }
+check "clone: $PV_CLONE holds the same files as $PV_INTREE (names, types, modes, sizes, data)" \
+  eval 'test -n "$PV_CLONE" && test "$(tree_of "$PV_CLONE")" = "$(tree_of "$PV_INTREE")"'
+check "clone: nothing left in the restore area" eval 'test -z "$(ls -A "$SHARE/.nfs-subdir-csi/restore")"'
+check "fromsnap: Warning says provisioner mode does not restore snapshots" eval \
+  'wait_for 30 has_event fromsnap ProvisioningFailed && event_note fromsnap ProvisioningFailed | grep -q "does not restore snapshots"'
+check "fromnone: Warning says the source claim does not exist" eval \
+  'wait_for 30 has_event fromnone ProvisioningFailed && event_note fromnone ProvisioningFailed | grep -q "no-such-claim does not exist"'
+check "small: Warning says a clone must be at least as large as its source" eval \
+  'wait_for 30 has_event small ProvisioningFailed && event_note small ProvisioningFailed | grep -q "at least as large"'
+for c in fromsnap fromnone small; do
+  check "$c: stays Pending with no PV" test "$(kubectl -n "$NS" get pvc "$c" -o jsonpath='{.status.phase}/{.spec.volumeName}')" = "Pending/"
+done
 listing "before deletion" "$SHARE"
 
 # --- 4. delete everything; SIGKILL the leader at once; the other replica finishes
 check "StatefulSet deleted" kubectl -n "$NS" delete -f "$REPO/examples/redis/redis-pv-sts.yaml" --wait=true --timeout=60s
 kubectl -n "$NS" delete pod -l app=$STS --grace-period=0 --force --ignore-not-found >/dev/null 2>&1 || true
-check "claims deleted" kubectl -n "$NS" delete pvc "$PVC0" "$PVC1" intree compat kept grow bad --wait=false
+check "claims deleted" kubectl -n "$NS" delete pvc "$PVC0" "$PVC1" intree compat kept grow bad \
+  clone fromsnap fromnone small --wait=false
 kill_pid "$LP"
 log "leader $LEADER killed with SIGKILL right after the claims were deleted"
-for pv in "pvc-$UID0" "pvc-$UID1" "$PV_INTREE" "$PV_COMPAT" "$PV_GROW"; do
+for pv in "pvc-$UID0" "pvc-$UID1" "$PV_INTREE" "$PV_COMPAT" "$PV_GROW" "$PV_CLONE"; do
   check "PV $pv deleted" wait_for 90 absent pv "$pv"
 done
 check "directories pvc-$UID0, pvc-$UID1, $PV_INTREE removed" wait_for 30 eval \

@@ -6,10 +6,12 @@
 //! to `archived-<subDir>`; mount options at delete time from the provisioner secret's
 //! `mountOptions`). NodePublish mounts `server:share/subdir` and chmods the mount point to its
 //! mountPermissions (a bad one is refused); DeleteVolume deletes, archives, retains, and refuses a
-//! hostile handle.
+//! hostile handle. Its VolumeSnapshot (`<share>/<name>/<pv>.tar.gz`, id
+//! `server#share#name#name#pv`) restores through CreateVolume.
 
 use crate::class::pod_target;
-use crate::csi::{DL, connect};
+use crate::csi::{Csi, DL, connect};
+use crate::harness::record_deleted;
 use crate::mounts::{RawMount, mounted_at};
 use crate::{Env, Report, info};
 use nfs_subdir_csi::csi::client::mount_capability;
@@ -180,9 +182,89 @@ pub async fn csi_driver_nfs(env: &Env, rep: &mut Report) {
             format!("{hostile}: {}", r.describe()),
         );
     }
+    restore_its_snapshot(env, rep, &csi, &raw.path, tag, &flags).await;
     info(format!(
         "export after: {:?}",
         std::fs::read_dir(&raw.path)
             .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
     ));
+}
+
+/// Its VolumeSnapshot as its CreateSnapshot leaves it, `<share>/<name>/<pv>.tar.gz` packed with
+/// `tar czf` (busybox's here), restored by a CreateVolume naming its snapshot id.
+async fn restore_its_snapshot(
+    env: &Env,
+    rep: &mut Report,
+    csi: &Csi,
+    export: &std::path::Path,
+    tag: &str,
+    flags: &[String],
+) {
+    let (src, snap) = (format!("pvc-snapsrc-{tag}"), format!("snapshot-{tag}"));
+    let dir = export.join(&src);
+    let archive = export.join(&snap).join(format!("{src}.tar.gz"));
+    let made = std::fs::create_dir_all(dir.join("sub"))
+        .and_then(|()| std::fs::write(dir.join("sub/data"), &src))
+        .and_then(|()| std::fs::create_dir_all(export.join(&snap)))
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            let out = std::process::Command::new("tar")
+                .arg("czf")
+                .arg(&archive)
+                .arg("-C")
+                .arg(&dir)
+                .arg(".")
+                .output()
+                .map_err(|e| e.to_string())?;
+            match out.status.success() {
+                true => Ok(()),
+                false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+            }
+        });
+    if rep
+        .require("legacy: its snapshot archive made with tar czf", made)
+        .is_none()
+    {
+        return;
+    }
+    let id = format!(
+        "{}#{}#{snap}#{snap}#{src}",
+        env.server,
+        env.share.trim_matches('/')
+    );
+    let name = format!("pvc-restored-{tag}");
+    let req = pb::CreateVolumeRequest {
+        name: name.clone(),
+        parameters: [
+            ("server", env.server.as_str()),
+            ("share", env.share.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        volume_capabilities: vec![mount_capability(Mode::MultiNodeMultiWriter, flags)],
+        volume_content_source: Some(pb::VolumeContentSource {
+            r#type: Some(pb::volume_content_source::Type::Snapshot(
+                pb::volume_content_source::SnapshotSource {
+                    snapshot_id: id.clone(),
+                },
+            )),
+        }),
+        ..Default::default()
+    };
+    let r = csi.create(req, DL).await;
+    let describe = r.describe();
+    let read = std::fs::read_to_string(export.join(&name).join("sub/data")).unwrap_or_default();
+    let restored = r.value();
+    rep.check(
+        "legacy: CreateVolume from its .tar.gz snapshot restores its files",
+        restored.is_ok() && read == src,
+        format!("{id}: {describe}; sub/data {read:?}"),
+    );
+    if let Ok(vol) = restored {
+        let _ = csi.delete(&vol.volume_id, DL).await;
+        record_deleted(env, &[name]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(export.join(&snap));
 }
