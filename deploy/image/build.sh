@@ -4,7 +4,7 @@
 # umoci, written by skopeo as docker-archive tarballs that `docker load`, `podman load` and
 # `ctr images import` all accept.
 #
-#   deploy/image/build.sh [TARGET...]      TARGET: driver provisioner pause redis (default: all)
+#   deploy/image/build.sh [TARGET...]      TARGET: driver provisioner snapshotter pause redis (default: all)
 #
 # Targets and the tags they carry (so deploy/ and examples/ need no edit):
 #   driver       ghcr.io/nfs-subdir-csi/nfs-subdir-csi:<Cargo version>  target/release/nfs-subdir-csi
@@ -13,6 +13,9 @@
 #                labels are read from the Dockerfile's runtime stage.
 #   provisioner  the csi-provisioner image:tag deploy/controller.yaml names, built from the Go module
 #                proxy at exactly that tag (never a relabelled other version).
+#   snapshotter  the csi-snapshotter image:tag deploy/controller.yaml names, the binary from
+#                tests/e2e/k8s/build.sh (external-snapshotter/v8 at exactly that tag, from the Go
+#                module proxy, cached under $NSC_CACHE/k8s-<version>/bin).
 #   pause        registry.k8s.io/pause:3.10, a static C pause (pause.c), for pod sandboxes (tests).
 #   redis        docker.io/library/redis:5-alpine (tests): Debian 12's Redis 7 (redis-server +
 #                redis-tools + busybox-static for a shell) under the tag the seed's manifests use.
@@ -31,7 +34,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 NSC_CACHE=${NSC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nfs-subdir-csi}
 OUT=${NSC_IMAGE_OUT:-$NSC_CACHE/images}
-TARGETS=${*:-driver provisioner pause redis}
+TARGETS=${*:-driver provisioner snapshotter pause redis}
 ARCH=$(dpkg --print-architecture)
 
 log() { printf '[image %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -215,6 +218,31 @@ build_provisioner() {
   report provisioner "$ref"
 }
 
+# ----------------------------------------------------------------------------------- snapshotter
+build_snapshotter() {
+  local ref version bin key
+  ref=$(sed -n 's/^ *image: \(.*\/csi-snapshotter:.*\)$/\1/p' "$REPO/deploy/controller.yaml" | head -n1)
+  [ -n "$ref" ] || die "no csi-snapshotter image in deploy/controller.yaml"
+  version=${ref##*:}
+  # tests/e2e/k8s/build.sh builds it at that tag (SNAPSHOTTER_VERSION defaults to it), cached
+  bin=$(SNAPSHOTTER_VERSION=$version NSC_K8S_BINS=csi-snapshotter NSC_CACHE=$NSC_CACHE \
+    bash "$REPO/tests/e2e/k8s/build.sh" | tail -n1)/csi-snapshotter
+  [ -x "$bin" ] || die "tests/e2e/k8s/build.sh built no csi-snapshotter"
+  local pkgs; mapfile -t pkgs < <(pkg_versions ca-certificates)
+  key=$(printf '%s\n' "$SELF_SUM" "$(sha256sum <"$bin")" "${pkgs[@]}" "$ref" | sha256sum | cut -c1-64)
+  if fresh snapshotter "$key"; then log "snapshotter: cached"; report snapshotter "$ref"; return; fi
+  # upstream's image: the static binary on distroless/static, entrypoint the binary
+  local r=$WORK/rootfs-snapshotter; mkdir -p "$r"
+  unpack_debs "$r" "${pkgs[@]}"
+  slim "$r"; base_files "$r"
+  install -D -m 0755 "$bin" "$r/csi-snapshotter"
+  pack snapshotter "$ref" "$r" --config.entrypoint /csi-snapshotter --config.user 0:0 \
+    --config.label "org.opencontainers.image.version=$version" \
+    --config.label "org.opencontainers.image.source=https://github.com/kubernetes-csi/external-snapshotter"
+  echo "$key" >"$OUT/snapshotter.key"
+  report snapshotter "$ref"
+}
+
 # ----------------------------------------------------------------------------------------- pause
 build_pause() {
   local tag=registry.k8s.io/pause:3.10 key
@@ -253,7 +281,7 @@ build_redis() {
 
 for t in $TARGETS; do
   case $t in
-    driver | provisioner | pause | redis) t0=$SECONDS; "build_$t"; log "$t: $((SECONDS - t0)) s" ;;
-    *) die "unknown target $t (driver provisioner pause redis)" ;;
+    driver | provisioner | snapshotter | pause | redis) t0=$SECONDS; "build_$t"; log "$t: $((SECONDS - t0)) s" ;;
+    *) die "unknown target $t (driver provisioner snapshotter pause redis)" ;;
   esac
 done

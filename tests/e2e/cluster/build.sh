@@ -6,7 +6,8 @@
 #     (etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube-proxy);
 #   - containerd v2 + ctr + containerd-shim-runc-v2 from the Go module proxy, cached under
 #     $NSC_CACHE/containerd-<version>/bin;
-#   - the images (deploy/image/build.sh: driver, csi-provisioner, pause, redis) in $NSC_CACHE/images.
+#   - the images (deploy/image/build.sh: driver, csi-provisioner, csi-snapshotter, pause, redis) in
+#     $NSC_CACHE/images.
 # Prints `NAME SECONDS` timing lines on stderr and, last on stdout, shell assignments:
 #   NSC_K8S_BIN=... NSC_CTD_BIN=... NSC_IMAGE_OUT=...
 #
@@ -64,7 +65,7 @@ k8s() {
 
 images() {
   export NSC_IMAGE_OUT=${NSC_IMAGE_OUT:-$NSC_CACHE/images}
-  bash "$REPO/deploy/image/build.sh" driver provisioner pause redis >&2 || die "deploy/image/build.sh failed"
+  bash "$REPO/deploy/image/build.sh" driver provisioner snapshotter pause redis >&2 || die "deploy/image/build.sh failed"
 }
 
 command -v go >/dev/null || die "go not found (need Go >= 1.26)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a Kubernetes control plane for tests from source, through the Go module proxy only (no
-# prebuilt binaries): etcd, kube-apiserver, kube-controller-manager, kubectl, and the csi-provisioner
-# sidecar. Binaries are cached under $NSC_CACHE/k8s-<version>/bin; a rerun with the same versions
+# prebuilt binaries): etcd, kube-apiserver, kube-controller-manager, kubectl, the csi-provisioner
+# and csi-snapshotter sidecars and the snapshot-controller. Binaries are cached under $NSC_CACHE/k8s-<version>/bin; a rerun with the same versions
 # is a no-op. Prints the bin directory on its last line of stdout.
 #
 # Why scratch modules: k8s.io/kubernetes (and external-provisioner, and etcd's server) carry replace
@@ -9,16 +9,22 @@
 # k8s.io/kubernetes and pins every k8s.io/* staging module to the matching v0.x with its own replace
 # directives, and build the commands from there. etcd is built in the same module at the exact
 # version Kubernetes' go.mod requires (the version its CI runs against). external-provisioner's
-# source is copied out of the module cache and built with its own go.mod/go.sum.
+# source is copied out of the module cache and built with its own go.mod/go.sum. So is
+# external-snapshotter's, whose go.mod replaces its client/v8 module with ./client: a nested module is
+# not in the parent's zip, so the client/v8 module at the same tag is copied there (upstream's tree).
 #
 # Env knobs:
 #   K8S_VERSION          (default v1.37.2)  k8s.io/kubernetes version
 #   PROVISIONER_MODULE   (default github.com/kubernetes-csi/external-provisioner/v6)
 #   PROVISIONER_VERSION  (default: the tag deploy/controller.yaml runs, so the tests exercise what
 #                        users deploy, and the image build in deploy/image reuses this Go build cache)
+#   SNAPSHOTTER_VERSION  (default: the csi-snapshotter tag deploy/controller.yaml runs) the
+#                        github.com/kubernetes-csi/external-snapshotter/v8 version of csi-snapshotter
+#                        and snapshot-controller (the CRDs come from client/v8 at the same version:
+#                        the source tree's client/config/crd, see snapshot_crds in helpers.sh)
 #   NSC_CACHE            cache root (tests/e2e/lib.sh; default ${XDG_CACHE_HOME:-$HOME/.cache}/nfs-subdir-csi)
 #   NSC_GO_P             go build -p (default 2; the machine has 2 cores shared with cargo)
-#   NSC_K8S_BINS         space-separated subset to build (default: the five above; tests/e2e/cluster
+#   NSC_K8S_BINS         space-separated subset to build (default: the seven above; tests/e2e/cluster
 #                        adds kube-scheduler, kubelet and kube-proxy, from the same scratch module)
 set -euo pipefail
 
@@ -29,12 +35,18 @@ if [ -z "${PROVISIONER_VERSION:-}" ]; then
     "$(dirname "${BASH_SOURCE[0]}")/../../../deploy/controller.yaml" | head -n1)
   [ -n "$PROVISIONER_VERSION" ] || { echo "build.sh: no csi-provisioner tag in deploy/controller.yaml" >&2; exit 2; }
 fi
+SNAPSHOTTER_MODULE=github.com/kubernetes-csi/external-snapshotter/v8
+if [ -z "${SNAPSHOTTER_VERSION:-}" ]; then
+  SNAPSHOTTER_VERSION=$(sed -n 's|^ *image: .*/csi-snapshotter:\(v[0-9.]*\)$|\1|p' \
+    "$(dirname "${BASH_SOURCE[0]}")/../../../deploy/controller.yaml" | head -n1)
+  [ -n "$SNAPSHOTTER_VERSION" ] || { echo "build.sh: no csi-snapshotter tag in deploy/controller.yaml" >&2; exit 2; }
+fi
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"   # NSC_CACHE
 ROOT="$NSC_CACHE/k8s-$K8S_VERSION"
 BIN="$ROOT/bin"
 SRC="$ROOT/src"
-WANT=${NSC_K8S_BINS:-"etcd kube-apiserver kube-controller-manager kubectl csi-provisioner"}
+WANT=${NSC_K8S_BINS:-"etcd kube-apiserver kube-controller-manager kubectl csi-provisioner csi-snapshotter snapshot-controller"}
 
 # Never fetch a Go toolchain (that is a prebuilt binary); use the one on PATH.
 export GOTOOLCHAIN=local
@@ -58,17 +70,19 @@ if ! flock -n 9; then log "waiting for another build.sh on $ROOT"; flock 9; fi
 stamp_of() {
   case "$1" in
     csi-provisioner) echo "$PROVISIONER_MODULE@$PROVISIONER_VERSION $(go env GOVERSION)" ;;
+    csi-snapshotter|snapshot-controller) echo "$SNAPSHOTTER_MODULE@$SNAPSHOTTER_VERSION $(go env GOVERSION)" ;;
     *) echo "k8s.io/kubernetes@$K8S_VERSION $(go env GOVERSION)" ;;
   esac
 }
 is_fresh() { [ -x "$BIN/$1" ] && [ -f "$BIN/.$1.stamp" ] && [ "$(cat "$BIN/.$1.stamp")" = "$(stamp_of "$1")" ]; }
 
-todo_k8s=() todo_prov=0
+todo_k8s=() todo_prov=0 todo_snap=()
 for b in $WANT; do
   if is_fresh "$b"; then log "$b: cached ($(cat "$BIN/.$b.stamp"))"; continue; fi
   case "$b" in
     etcd|kube-apiserver|kube-controller-manager|kubectl|kube-scheduler|kubelet|kube-proxy) todo_k8s+=("$b") ;;
     csi-provisioner) todo_prov=1 ;;
+    csi-snapshotter|snapshot-controller) todo_snap+=("$b") ;;
     *) die "unknown binary $b" ;;
   esac
 done
@@ -155,6 +169,29 @@ if [ "$todo_prov" = 1 ]; then
   mv "$BIN/csi-provisioner.tmp" "$BIN/csi-provisioner"
   stamp_of csi-provisioner >"$BIN/.csi-provisioner.stamp"
   log "built csi-provisioner in $(( $(date +%s) - t ))s ($(du -h "$BIN/csi-provisioner" | cut -f1))"
+fi
+
+if [ ${#todo_snap[@]} -gt 0 ]; then
+  SDIR="$SRC/external-snapshotter-$SNAPSHOTTER_VERSION"
+  if [ ! -f "$SDIR/go.mod" ] || [ ! -f "$SDIR/client/go.mod" ]; then
+    log "fetching $SNAPSHOTTER_MODULE@$SNAPSHOTTER_VERSION and its client/v8 source"
+    dl() { (cd "$SRC" && GOFLAGS='' go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'); }
+    sdir=$(dl "$SNAPSHOTTER_MODULE@$SNAPSHOTTER_VERSION")
+    cdir=$(dl "${SNAPSHOTTER_MODULE%/v8}/client/v8@$SNAPSHOTTER_VERSION")
+    [ -n "$sdir" ] && [ -f "$sdir/go.mod" ] || die "cannot download $SNAPSHOTTER_MODULE@$SNAPSHOTTER_VERSION"
+    [ -n "$cdir" ] && [ -f "$cdir/go.mod" ] || die "cannot download ${SNAPSHOTTER_MODULE%/v8}/client/v8@$SNAPSHOTTER_VERSION"
+    rm -rf "$SDIR.tmp" && cp -r "$sdir" "$SDIR.tmp" && cp -r "$cdir" "$SDIR.tmp/client" \
+      && chmod -R u+w "$SDIR.tmp" && mv "$SDIR.tmp" "$SDIR"
+  fi
+  for b in "${todo_snap[@]}"; do
+    log "building $b ($SNAPSHOTTER_MODULE@$SNAPSHOTTER_VERSION)"
+    t=$(date +%s)
+    (cd "$SDIR" && go build -ldflags="-s -w -X main.version=$SNAPSHOTTER_VERSION" -o "$BIN/$b.tmp" "./cmd/$b") \
+      || die "go build $b failed"
+    mv "$BIN/$b.tmp" "$BIN/$b"
+    stamp_of "$b" >"$BIN/.$b.stamp"
+    log "built $b in $(( $(date +%s) - t ))s ($(du -h "$BIN/$b" | cut -f1))"
+  done
 fi
 
 log "done in $(( $(date +%s) - T0 ))s; binaries in $BIN"

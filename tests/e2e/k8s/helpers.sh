@@ -5,7 +5,7 @@
 # The sourcing script sets NAME (log prefix and summary label) and HERE, then calls
 # `lib_init "$@"`, which sets REPO and DIR (the script's work dir: its first argument, else a fresh
 # /tmp/nsc-<NAME>.* removed after a pass). It gets: log, since, check, must, wait_for, spawn, stop_pid, kill_pid, listing,
-# mark_ready, resolve_driver, resolve_k8s_bin, start_cluster, and a trap that stops whatever was
+# mark_ready, resolve_driver, resolve_k8s_bin, start_cluster, snapshot_crds, and a trap that stops whatever was
 # spawned and the cluster, and prints "<NAME>: N passed, N failed" (non-zero exit on a failure).
 # The scripts run without `set -e`: a failed check is counted and the script goes on (`must` stops).
 
@@ -152,4 +152,22 @@ start_cluster() {
   local env
   env=$(bash "$HERE/cluster.sh" start "$DIR/k8s") || { log "cluster start failed"; exit 1; }
   eval "$env"
+}
+
+# snapshot_crds: apply the VolumeSnapshot CRDs (and the VolumeGroupSnapshot ones, as upstream's
+# kustomization does) from the Go module github.com/kubernetes-csi/external-snapshotter/client/v8
+# at the csi-snapshotter tag of deploy/controller.yaml (config/crd: the files
+# deploy/snapshot-controller/crd/ fetches from GitHub), downloaded through the module proxy once,
+# and wait until the three snapshot.storage.k8s.io ones are Established.
+snapshot_crds() {
+  local version dir c
+  version=$(sed -n 's|^ *image: .*/csi-snapshotter:\(v[0-9.]*\)$|\1|p' "$REPO/deploy/controller.yaml" | head -n1)
+  [ -n "$version" ] || { log "no csi-snapshotter image in deploy/controller.yaml"; return 1; }
+  dir=$(cd "$DIR" && GOFLAGS='' GOTOOLCHAIN=local PATH="$PATH:/usr/local/go/bin" go mod download -json \
+    "github.com/kubernetes-csi/external-snapshotter/client/v8@$version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  [ -f "$dir/config/crd/kustomization.yaml" ] || { log "no config/crd in client/v8@$version ($dir)"; return 1; }
+  kubectl apply -k "$dir/config/crd" >&2 || return 1
+  for c in volumesnapshots volumesnapshotcontents volumesnapshotclasses; do
+    kubectl wait --for=condition=Established --timeout=60s "crd/$c.snapshot.storage.k8s.io" >&2 || return 1
+  done
 }

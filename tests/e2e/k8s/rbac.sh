@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/e2e/k8s/rbac.sh — least privilege of every install mode, asked of the real kube-apiserver.
 # Applies the RBAC the project ships (deploy/rbac.yaml: the CSI controller and node
-# ServiceAccounts; deploy/provisioner/rbac.yaml: the sidecar-free provisioner; the Helm chart's
+# ServiceAccounts; deploy/provisioner/rbac.yaml: the sidecar-free provisioner;
+# deploy/snapshot-controller/rbac.yaml: the optional snapshot-controller; the Helm chart's
 # templates/rbac.yaml and templates/provisioner-rbac.yaml rendered in mode=csi and
 # mode=provisioner), then for each ServiceAccount reads `kubectl auth can-i --list` in its own
 # namespace and in another one, removes what every authenticated user may do (the same listing for
@@ -36,11 +37,44 @@ expected_csi_controller() {
   for v in get list watch; do echo "nodes $v"; done
   # volumeattributesclasses: csi-provisioner v6 reads the class a claim names (read-only).
   for v in get list watch; do echo "volumeattributesclasses.storage.k8s.io $v"; done
+  # volumesnapshots: csi-provisioner v6 reads a claim's VolumeSnapshot dataSource (get), watches
+  #   them all (its snapshot finalizer controller: list, watch) and keeps a finalizer on the one it
+  #   restores from while the volume is made (update; pkg/controller/controller.go).
+  for v in get list watch update; do echo "volumesnapshots.snapshot.storage.k8s.io $v"; done
+  # volumesnapshotcontents get: csi-provisioner reads the snapshot handle of that snapshot's
+  #   content; list, watch, patch: csi-snapshotter's content informer and its finalizer/annotation
+  #   JSON patches (pkg/utils PatchVolumeSnapshotContent).
+  for v in get list watch patch; do echo "volumesnapshotcontents.snapshot.storage.k8s.io $v"; done
+  # /status: csi-snapshotter records the snapshot handle, size, readyToUse (patch) and clears a
+  #   deleted snapshot's status (UpdateStatus).
+  for v in update patch; do echo "volumesnapshotcontents.snapshot.storage.k8s.io/status $v"; done
+  # volumesnapshotclasses: csi-snapshotter reads the class's parameters (format).
+  for v in get list watch; do echo "volumesnapshotclasses.snapshot.storage.k8s.io $v"; done
   # leases in its own namespace: --leader-election (client-go leaderelection: get, create,
   #   update; list/watch/delete as external-provisioner's rbac.yaml lists them).
   for v in get list watch create update delete; do echo "@ns leases.coordination.k8s.io $v"; done
 }
-expected_csi_node() { :; }   # the node plugin makes no API call (and mounts no token)
+expected_csi_node() { :; }
+# deploy/snapshot-controller/rbac.yaml (optional component), snapshot-controller v8 without group
+# snapshots (its upstream rbac-snapshot-controller.yaml minus the groupsnapshot rules and the
+# volumesnapshots create/delete only group snapshots use).
+expected_snapshot_controller() {
+  # the source claim's volume (driver, bound or not): informer and get
+  for v in get list watch; do echo "persistentvolumes $v"; done
+  # the source claim; update: its "pvc-as-source-protection" finalizer while it is snapshotted
+  for v in get list watch update; do echo "persistentvolumeclaims $v"; done
+  # its event recorder (core/v1 events, as upstream lists them)
+  for v in list watch create update patch; do echo "events $v"; done
+  for v in get list watch; do echo "volumesnapshotclasses.snapshot.storage.k8s.io $v"; done
+  # one VolumeSnapshotContent per VolumeSnapshot: created, bound, finalizers, deleted with it
+  for v in create get list watch update delete patch; do echo "volumesnapshotcontents.snapshot.storage.k8s.io $v"; done
+  echo "volumesnapshotcontents.snapshot.storage.k8s.io/status patch"
+  # finalizers, the default class, annotations; status: bound content, readyToUse, errors
+  for v in get list watch update patch; do echo "volumesnapshots.snapshot.storage.k8s.io $v"; done
+  for v in update patch; do echo "volumesnapshots.snapshot.storage.k8s.io/status $v"; done
+  # --leader-election: its Lease in kube-system
+  for v in get list watch create update delete; do echo "@ns leases.coordination.k8s.io $v"; done
+}   # the node plugin makes no API call (and mounts no token)
 expected_provisioner() {
   # src/provisioner/mod.rs: the claim and volume watchers (list + watch; get on a re-read).
   for v in get list watch; do echo "persistentvolumeclaims $v"; done
@@ -164,6 +198,8 @@ rbac_checks() {
   check_account "deploy/ CSI controller" "$ns" nfs-subdir-csi-controller expected_csi_controller
   check_account "deploy/ CSI node" "$ns" nfs-subdir-csi-node expected_csi_node
   check_account "deploy/provisioner" "$ns" nfs-subdir-provisioner expected_provisioner
+  apply_rbac deploy/snapshot-controller/rbac.yaml deploy/snapshot-controller/rbac.yaml
+  check_account "deploy/snapshot-controller" kube-system snapshot-controller expected_snapshot_controller
   check "rbac: the comparison sees one rule too many (get secrets bound for a moment)" extra_is_seen "$ns"
   HELM=${HELM:-$(ls "$NSC_CACHE"/bin/helm-v* 2>/dev/null | sort -V | tail -n1)}
   if [ -z "$HELM" ] || ! "$HELM" version --short >/dev/null 2>&1; then

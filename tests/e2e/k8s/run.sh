@@ -8,12 +8,13 @@
 #   scenario-a.sh  CSI path: driver + csi-provisioner + examples/redis
 #   scenario-b.sh  `nfs-subdir-csi provisioner`: kube-rs, Lease, crash and takeover
 #   scenario-c.sh  taking over nfs-subdir-external-provisioner and csi-driver-nfs; label templates
+#   scenario-d.sh  VolumeSnapshots: csi-snapshotter + snapshot-controller, restores, clones
 # and ends with one line per stage, the wall times, and "k8s: N passed, N failed" (the checks of
 # all stages added up). Exits non-zero if any check or stage failed.
 #
 #   bash tests/e2e/k8s/run.sh [workdir]     (default: a fresh mktemp dir; kept only on failure)
 # Env: NSC_DRIVER_BIN (skip the cargo build and use this binary), NSC_K8S_BIN, NSC_K8S_STAGES
-#      (space-separated subset of: smoke dry-run scenario-a scenario-b scenario-c).
+#      (space-separated subset of: smoke dry-run scenario-a scenario-b scenario-c scenario-d).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,7 +24,7 @@ REPO=$(cd "$HERE/../../.." && pwd)
 if [ $# -ge 1 ]; then mkdir -p "$1"; WORK=$(cd "$1" && pwd); OWN=0; else WORK=$(mktemp -d /tmp/nsc-k8s-all.XXXXXX); OWN=1; fi
 export PATH=$PATH:/usr/local/go/bin:$HOME/.cargo/bin
 export CARGO_TERM_COLOR=never NO_COLOR=1
-STAGES=${NSC_K8S_STAGES:-smoke dry-run scenario-a scenario-b scenario-c}
+STAGES=${NSC_K8S_STAGES:-smoke dry-run scenario-a scenario-b scenario-c scenario-d}
 T0=$SECONDS
 log() { printf '[k8s %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 setup_failed() { fail "$1" "$2"; summary k8s || exit 1; }

@@ -1054,6 +1054,7 @@ def main() -> int:
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
     ap.add_argument("--helm", help="helm binary (chart checks fail without it)")
     ap.add_argument("--kustomize", help="kustomize command, e.g. 'kubectl kustomize' (skipped when empty)")
+    ap.add_argument("--snapshot-crds", help="config/crd of external-snapshotter/client/v8 (snapshots.py)")
     args = ap.parse_args()
     # layout.py and monitoring.py import this module by name: let them find this one.
     sys.modules.setdefault("check_manifests", sys.modules[__name__])
@@ -1388,6 +1389,11 @@ def main() -> int:
         import observability  # tests/e2e/manifests/observability.py
         obs_objs = observability.run(rep, root, chart, args.helm, args.kustomize, plain,
                                      find_driver_binary(root))
+
+    # ---- 6c. csi-snapshotter, VolumeSnapshotClasses, the optional snapshot-controller (snapshots.py)
+    with guard(rep, 'snapshots'):
+        import snapshots  # tests/e2e/manifests/snapshots.py
+        snapshots.run(rep, root, chart, args.helm, plain, rendered, snapshots.crds_dir(args.snapshot_crds))
 
     # ---- 7. the driver binary accepts the flags the manifests give it
     with guard(rep, 'driver command line'):

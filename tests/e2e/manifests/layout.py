@@ -4,7 +4,7 @@ Two layouts exist. "single" (deploy/ and the chart's default): the node DaemonSe
 container, the driver, which registers itself with kubelet (--kubelet-registration-path in the
 plugins_registry hostPath, --kubelet-csi-socket = the CSI socket's path on the host) and answers
 kubelet's liveness probe on its own --http-address (/healthz next to /metrics); the controller is
-the driver + csi-provisioner. "sidecars" (deploy/components/sidecars/, the chart's
+the driver + csi-provisioner + csi-snapshotter. "sidecars" (deploy/components/sidecars/, the chart's
 sidecars.conventionalLayout=true): node-driver-registrar and livenessprobe sidecars as before,
 the driver still serving /metrics on --http-address.
 """
@@ -142,9 +142,10 @@ def controller_rules(ps: dict, layout: str = "single") -> list[str]:
     if layout == "single":
         if cm.sidecar(ps, "livenessprobe") is not None:
             p.append("controller: livenessprobe sidecar present; the driver serves /healthz itself")
+        # csi-snapshotter: snapshots.py checks it
         if [c.get("image", "").split(":")[0] for c in cm.containers(ps) if c is not d] != \
-                [cm.SIDECAR_REGISTRY + "csi-provisioner"]:
-            p.append(f"controller: containers besides the driver are {others}, want only csi-provisioner")
+                [cm.SIDECAR_REGISTRY + "csi-provisioner", cm.SIDECAR_REGISTRY + "csi-snapshotter"]:
+            p.append(f"controller: containers besides the driver are {others}, want csi-provisioner, csi-snapshotter")
     else:
         p += sidecar_probe_rules("controller", ps, d)
     return p

@@ -5,7 +5,8 @@
 #
 #   bash tests/e2e/manifests/run.sh
 #
-# Installs what it needs, idempotently, under $NSC_CACHE (tests/e2e/lib.sh;
+# Installs what it needs, idempotently, under $NSC_CACHE (tests/e2e/lib.sh; the snapshot CRDs in the
+# Go module cache;
 # default ${XDG_CACHE_HOME:-$HOME/.cache}/nfs-subdir-csi):
 #   - a Python venv with kubernetes-validate (ships the Kubernetes JSON schemas,
 #     so validation works offline once installed) from PyPI;
@@ -136,8 +137,21 @@ if [ -z "${KUSTOMIZE:-}" ]; then
 fi
 [ "$KUSTOMIZE" = none ] && KUSTOMIZE=""
 
+# ---- the snapshot CRDs (external-snapshotter/client/v8 at deploy/'s csi-snapshotter tag) -----
+# From the Go module cache (downloaded through the proxy once); snapshots.py validates
+# deploy/snapshot/'s VolumeSnapshotClasses against their CRD.
+SNAPSHOT_CRDS=""
+snap_tag=$(sed -n 's|^ *image: .*/csi-snapshotter:\(v[0-9.]*\)$|\1|p' "$ROOT/deploy/controller.yaml" | head -n1)
+GO=$(find_go)
+if [ -n "$snap_tag" ] && [ -n "$GO" ]; then
+    d=$(cd "$CACHE" && GOFLAGS='' GOTOOLCHAIN=local "$GO" mod download -json \
+        "github.com/kubernetes-csi/external-snapshotter/client/v8@$snap_tag" 2>/dev/null | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+    [ -d "$d/config/crd" ] && SNAPSHOT_CRDS="$d/config/crd"
+fi
+[ -n "$SNAPSHOT_CRDS" ] || say "no snapshot CRDs (client/v8@${snap_tag:-?}); that check is a SKIP (a FAIL under CI=true)"
+
 flock -u 9 2>/dev/null || true
 
 say "helm $("$HELM" version --short 2>/dev/null); kustomize: ${KUSTOMIZE:-none}"
 exec "$VENV/bin/python" "$HERE/check_manifests.py" \
-    --root "$ROOT" --helm "$HELM" --kustomize "$KUSTOMIZE"
+    --root "$ROOT" --helm "$HELM" --kustomize "$KUSTOMIZE" --snapshot-crds "$SNAPSHOT_CRDS"
