@@ -289,15 +289,9 @@ async fn main() -> Res<()> {
         ms(mp)
     );
 
-    // Clean up (untimed): delete every volume, remove the hand-made trash.
+    // Clean up (untimed): delete every volume (64 at a time), remove the hand-made trash.
     let total = ids.len();
-    for id in ids {
-        ctl.delete_volume(pb::DeleteVolumeRequest {
-            volume_id: id,
-            ..Default::default()
-        })
-        .await?;
-    }
+    parallel::deletes(&channel, ids).await?;
     std::fs::remove_dir_all(&trash)?;
     println!(
         "cleanup: {total} volumes deleted, {} removed",

@@ -37,6 +37,29 @@ pub async fn creates(ch: &Channel, p: &Params, n: usize, tag: &str) -> Res<(f64,
     Ok((t.elapsed().as_secs_f64(), ids))
 }
 
+/// Deletes the volumes `ids` from 64 tasks.
+pub async fn deletes(ch: &Channel, ids: Vec<String>) -> Res<()> {
+    let ids = std::sync::Arc::new(ids);
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..WAYS {
+        let (mut c, ids) = (ControllerClient::new(ch.clone()), ids.clone());
+        tasks.spawn(async move {
+            for id in ids.iter().skip(w).step_by(WAYS) {
+                let req = pb::DeleteVolumeRequest {
+                    volume_id: id.clone(),
+                    ..Default::default()
+                };
+                c.delete_volume(req).await?;
+            }
+            Ok::<_, tonic::Status>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok(())
+}
+
 /// `n` Identity.Probe calls from 64 tasks; returns the seconds taken.
 pub async fn probes(ch: &Channel, n: usize) -> Res<f64> {
     let t = Instant::now();
