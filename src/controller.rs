@@ -7,7 +7,10 @@ use crate::guard::Locks;
 use crate::metrics::{Metrics, VolumeAction};
 use crate::share::{Created, RootCache, ShareRoot, Shares, TrashEntry};
 use crate::volume::params::Defaults;
-use crate::volume::{CreateParams, Params, ShareSpec, SubDir, VolumeContext, VolumeId};
+use crate::volume::{
+    CreateParams, Params, SecretOptions, ShareSpec, SubDir, VolumeContext, VolumeId,
+};
+use nix::errno::Errno;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,8 @@ pub struct NewVolume {
     pub params: Params,
     /// Mount flags from the requested capabilities (the StorageClass's mountOptions).
     pub mount_flags: Vec<String>,
+    /// Mount options from the provisioner secret: for reaching the share now, never in the id.
+    pub secret_options: SecretOptions,
     /// Requested capacity in bytes (0: none asked for).
     pub capacity: u64,
 }
@@ -206,6 +211,7 @@ impl Volumes {
         } = req
             .params
             .resolve(&req.name, &req.mount_flags, &self.defaults)?;
+        let share = share.with_secret_options(req.secret_options.clone());
         let mount_permissions = req.params.publish_permissions();
         let id = VolumeId {
             share: share.clone(),
@@ -271,19 +277,45 @@ impl Volumes {
 #[path = "controller_release.rs"]
 mod release;
 
+/// The first wait before a trash entry that could not be removed is tried again; it doubles up
+/// to [`PURGE_RETRY_MAX`]. A refusal (root_squash, a read-only export) or an unreachable server
+/// is fixed by someone else: the backlog then drains without a restart.
+const PURGE_RETRY_FIRST: Duration = Duration::from_secs(2);
+/// The longest wait between two tries at one trash entry.
+const PURGE_RETRY_MAX: Duration = Duration::from_secs(120);
+
 fn purge_in_background(entry: TrashEntry, metrics: Metrics) {
-    tokio::task::spawn_blocking(move || {
-        let name = entry.name().to_owned();
-        match entry.purge() {
-            Ok(n) => {
-                tracing::debug!(trash = %name, entries = n, "trash entry removed");
-                metrics.trash_removed();
-                metrics.trash_entries_add(-1.0);
-            }
-            Err(e) => {
-                tracing::warn!(trash = %name, error = %e, "trash entry not removed; retried at next start");
-                metrics.trash_removal_failed(&format!("{e:?}"));
-            }
+    let entry = Arc::new(entry);
+    tokio::spawn(async move {
+        let mut wait = PURGE_RETRY_FIRST;
+        loop {
+            let e = entry.clone();
+            let Ok(done) = tokio::task::spawn_blocking(move || e.purge()).await else {
+                return; // the runtime is shutting down; the next start sweeps the trash
+            };
+            let name = entry.name();
+            let err = match done {
+                Ok(n) => {
+                    tracing::debug!(trash = %name, entries = n, "trash entry removed");
+                    metrics.trash_removed();
+                    metrics.trash_entries_add(-1.0);
+                    return;
+                }
+                Err(err) => err,
+            };
+            let hint = match err {
+                Errno::EACCES | Errno::EPERM => {
+                    "the server refuses the removal (root_squash and files of another owner?): \
+                     export with no_root_squash, or all_squash with anonuid owning the data"
+                }
+                Errno::EROFS => "the share is read-only: export it read-write",
+                _ => "",
+            };
+            tracing::warn!(trash = %name, error = %err, retry_in_s = wait.as_secs(), hint,
+                "trash entry not removed; it stays in the trash backlog and is tried again");
+            metrics.trash_removal_failed(&format!("{err:?}"));
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(PURGE_RETRY_MAX);
         }
     });
 }

@@ -5,22 +5,22 @@
 use super::{Volumes, lock_key, purge_in_background};
 use crate::error::{Error, Result};
 use crate::metrics::VolumeAction;
-use crate::volume::OnDelete;
 use crate::volume::legacy::{ArchiveNaming, Disposal};
+use crate::volume::{OnDelete, SecretOptions};
 use std::sync::Arc;
 use std::time::Duration;
 
 impl Volumes {
     /// Applies the volume's onDelete policy (ids of this driver and csi-driver-nfs handles).
-    /// Unknown or already deleted volumes are fine. `mount_options` (the provisioner secret's)
-    /// reach a csi-driver-nfs volume's share, whose handle has none.
+    /// Unknown or already deleted volumes are fine. `secret` (the provisioner secret's mount
+    /// options) helps reach the share and is never printed.
     pub async fn delete(
         &self,
         raw_id: &str,
-        mount_options: &[String],
+        secret: SecretOptions,
         deadline: Duration,
     ) -> Result<()> {
-        let disposal = match Disposal::parse(raw_id, self.defaults.on_delete, mount_options) {
+        let disposal = match Disposal::parse(raw_id, self.defaults.on_delete, secret) {
             Err(Error::NotFound(_)) => return Ok(()),
             other => other?,
         };

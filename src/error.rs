@@ -37,6 +37,21 @@ pub enum Error {
     /// The share has no room left.
     #[error("no space: {0}")]
     NoSpace(String),
+    /// The share is exported (or mounted) read-only: nothing can be made or removed on it until
+    /// an administrator exports it read-write.
+    #[error(
+        "share is read-only: {0} (export it read-write: Access_Type = RW in ganesha, rw in \
+         /etc/exports)"
+    )]
+    ReadOnly(String),
+    /// The server refused a change for want of permission: usually root_squash, which maps the
+    /// driver's root to an unprivileged user that does not own the directory.
+    #[error(
+        "permission denied: {0} (the server squashes root or the directory is not writable: \
+         export with no_root_squash, or all_squash with anonuid/anongid owning the share, or \
+         make the share directory writable by the anonymous user)"
+    )]
+    PermissionDenied(String),
     /// A filesystem call failed for another reason.
     #[error("{context}: {source}")]
     Io {
@@ -64,7 +79,8 @@ impl Error {
     }
 
     /// Wraps an I/O error with what was being done. Errors that mean "the share is gone or stale"
-    /// become [`Error::Unavailable`], a full disk [`Error::NoSpace`], so callers can react to them.
+    /// become [`Error::Unavailable`], a full disk [`Error::NoSpace`], a read-only share
+    /// [`Error::ReadOnly`] and a refusal [`Error::PermissionDenied`], so callers can react to them.
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         let context = context.into();
         match source.raw_os_error() {
@@ -74,6 +90,10 @@ impl Error {
                 0 | libc::ESTALE | libc::ETIMEDOUT | libc::EIO | libc::ENOTCONN | libc::EHOSTDOWN,
             ) => Error::Unavailable(format!("{context}: {source}")),
             Some(libc::ENOSPC | libc::EDQUOT) => Error::NoSpace(format!("{context}: {source}")),
+            Some(libc::EROFS) => Error::ReadOnly(format!("{context}: {source}")),
+            Some(libc::EACCES | libc::EPERM) => {
+                Error::PermissionDenied(format!("{context}: {source}"))
+            }
             _ => Error::Io { context, source },
         }
     }

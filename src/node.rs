@@ -152,11 +152,16 @@ impl Node {
         let p = path.to_owned();
         // Even the existence check runs off the runtime: on a dead server it may hang.
         let measured = blocking::run("statvfs", deadline, move || {
-            if !p.is_absolute() || std::fs::symlink_metadata(&p).is_err() {
-                return Err(Error::NotFound(format!(
-                    "volume path {} does not exist",
-                    p.display()
-                )));
+            let missing = || Error::NotFound(format!("volume path {} does not exist", p.display()));
+            if !p.is_absolute() {
+                return Err(missing());
+            }
+            match std::fs::symlink_metadata(&p) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+                // A stale handle (or a dead server) at the mount point is an abnormal volume,
+                // not a missing one.
+                Err(e) => return Err(Error::io(format!("stat {}", p.display()), e)),
             }
             let fd = crate::share::fs::open_root(&p)?;
             statvfs_fd(&fd).map_err(|e| Error::errno(format!("statvfs {}", p.display()), e))

@@ -1,5 +1,6 @@
 //! DeleteVolume over a real Unix socket against a real local share: deep and read-only trees,
-//! planted symlinks that must not be followed, retain/archive, and the trash after a restart.
+//! planted symlinks that must not be followed, retain/archive, the trash after a restart, and a
+//! trash entry whose removal fails at first being tried again until it goes.
 
 mod common;
 
@@ -159,4 +160,49 @@ async fn a_restart_finishes_deletes_left_in_the_trash() {
         ls(&trash)
     );
     assert!(d.share().join("pvc-first").is_dir());
+}
+
+#[tokio::test]
+async fn a_trash_entry_that_cannot_be_removed_is_tried_again_until_it_can() {
+    // A mount inside the deleted tree makes its removal fail (EBUSY), as root_squash or a
+    // read-only export would (EPERM, EROFS): the entry must stay, be logged, and go once the
+    // cause does, without a restart.
+    assert_eq!(
+        nix::unistd::geteuid().as_raw(),
+        0,
+        "needs root (a tmpfs mount inside the volume)"
+    );
+    let d = Driver::start(&[]).await;
+    let mut c = d.controller();
+    let vol = create(&mut c, "pvc-busy", GIB, &[]).await;
+    let inner = d.share().join("pvc-busy/mnt");
+    std::fs::create_dir(&inner).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &inner,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    delete(&mut c, &vol.volume_id).await;
+    let trash = d.share().join(".nfs-subdir-csi/trash");
+    assert!(
+        eventually(|| d.log().contains("trash entry not removed")).await,
+        "{}",
+        d.log()
+    );
+    let left = ls(&trash);
+    assert_eq!(left.len(), 1, "{left:?}");
+    nix::mount::umount2(
+        &trash.join(&left[0]).join("mnt"),
+        nix::mount::MntFlags::MNT_DETACH,
+    )
+    .unwrap();
+    assert!(
+        eventually(|| ls(&trash).is_empty()).await,
+        "not retried: {:?}\n{}",
+        ls(&trash),
+        d.log()
+    );
 }

@@ -1,6 +1,7 @@
 //! The `--http-address` endpoint over real sockets: /healthz follows a real Identity.Probe round
 //! trip through the CSI socket (503 with the reason while the socket is gone, 200 again once it is
-//! back), and /metrics counts calls by method and gRPC code and domain events.
+//! back), /metrics counts calls by method and gRPC code and domain events, and the port serves those
+//! two GET endpoints and nothing else.
 
 mod common;
 
@@ -122,4 +123,72 @@ fn a_bad_or_busy_http_address_fails_start_up_and_binds_nothing() {
         assert!(stderr.contains("--http-address"), "{address}: {stderr}");
         assert!(!socket.exists(), "{address}: CSI socket made anyway");
     }
+}
+
+/// The port serves `GET /healthz` and `GET /metrics` and nothing else: other paths (the usual
+/// debug and admin ones, traversal, a trailing slash) are 404, other methods 405 and never run a
+/// handler, and the process listens on no TCP port but this one.
+#[tokio::test]
+async fn the_http_port_exposes_two_read_only_endpoints_and_nothing_else() {
+    let port = http::free_port();
+    let d = Driver::start(&[&format!("--http-address=127.0.0.1:{port}")]).await;
+    assert_eq!(http::get(port, "/healthz").0, 200);
+    assert_eq!(http::get(port, "/metrics").0, 200);
+
+    for path in [
+        "/",
+        "/debug/pprof/",
+        "/debug/vars",
+        "/admin",
+        "/.env",
+        "/metrics/",
+        "/healthz/x",
+        "/metrics/../healthz",
+        "/%2e%2e/etc/passwd",
+        "/config",
+        "/csi.v1.Identity/Probe",
+    ] {
+        let (code, body) = http::get(port, path);
+        assert_eq!(code, 404, "GET {path}: {code} {body}");
+    }
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        for path in ["/healthz", "/metrics"] {
+            let (code, body) = http::request(port, method, path);
+            assert_eq!(code, 405, "{method} {path}: {code} {body}");
+        }
+    }
+
+    let listening = listening_tcp_ports(d.child.id());
+    assert_eq!(listening, vec![port], "the driver listens on {listening:?}");
+}
+
+/// Local ports of the TCP sockets in LISTEN state that process `pid` holds open.
+fn listening_tcp_ports(pid: u32) -> Vec<u16> {
+    let mut inodes = std::collections::HashSet::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(target) = std::fs::read_link(fd.path()) {
+            let t = target.to_string_lossy().into_owned();
+            if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                inodes.insert(inode.to_owned());
+            }
+        }
+    }
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is HEX_IP:HEX_PORT, st 0A is LISTEN, inode is the tenth field.
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let hex = f[1].rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(hex, 16).unwrap());
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }

@@ -10,7 +10,7 @@ use super::pb::{
 use super::{caps, deadline};
 use crate::controller::{NewVolume, Volume, Volumes};
 use crate::error::Error;
-use crate::volume::Params;
+use crate::volume::{Params, SecretOptions};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
@@ -52,13 +52,16 @@ fn capacity(range: Option<&pb::CapacityRange>) -> Result<u64, Error> {
 }
 
 /// The `mountOptions` key of the provisioner secret (csi-driver-nfs's way of giving mount options
-/// at create and delete time; keys case-insensitive). Never logged.
-fn secret_mount_options(secrets: &std::collections::HashMap<String, String>) -> Vec<String> {
-    secrets
+/// at create and delete time; keys case-insensitive), beside the `public` ones. Never printed.
+fn secret_mount_options(
+    secrets: &std::collections::HashMap<String, String>,
+    public: &[String],
+) -> Result<SecretOptions, Status> {
+    let texts = secrets
         .iter()
-        .filter(|(k, v)| k.eq_ignore_ascii_case("mountOptions") && !v.trim().is_empty())
-        .map(|(_, v)| v.clone())
-        .collect()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("mountOptions"))
+        .map(|(_, v)| v.as_str());
+    Ok(SecretOptions::parse(texts, public)?)
 }
 
 fn unimplemented<T>(what: &str) -> Result<Response<T>, Status> {
@@ -80,8 +83,8 @@ impl CsiController for ControllerService {
             return Err(Error::invalid("volume name is missing").into());
         }
         let source = super::snapshot::content_source(r.volume_content_source.as_ref())?;
-        let mut needs = caps::check_all(&r.volume_capabilities)?;
-        needs.flags.extend(secret_mount_options(&r.secrets));
+        let needs = caps::check_all(&r.volume_capabilities)?;
+        let secret_options = secret_mount_options(&r.secrets, &needs.flags)?;
         let mut params = Params::parse(&r.parameters)?;
         let started = std::time::Instant::now();
         if params.sub_dir.as_ref().is_some_and(|t| t.needs_claim()) {
@@ -92,6 +95,7 @@ impl CsiController for ControllerService {
             name: r.name,
             params,
             mount_flags: needs.flags,
+            secret_options,
             capacity: capacity(r.capacity_range.as_ref())?,
         };
         let (volume, content_source) = match source {
@@ -120,12 +124,8 @@ impl CsiController for ControllerService {
         if id.is_empty() {
             return Err(Error::invalid("volume id is missing").into());
         }
-        let options = secret_mount_options(&req.get_ref().secrets);
-        let mut checked = Vec::new();
-        for text in &options {
-            crate::volume::add_mount_options(&mut checked, text)?;
-        }
-        self.volumes.delete(id, &checked, limit).await?;
+        let secret = secret_mount_options(&req.get_ref().secrets, &[])?;
+        self.volumes.delete(id, secret, limit).await?;
         Ok(Response::new(pb::DeleteVolumeResponse {}))
     }
 

@@ -15,6 +15,9 @@ impl From<Error> for Status {
             Error::Timeout { .. } => Code::DeadlineExceeded,
             Error::Unavailable(_) => Code::Unavailable,
             Error::NoSpace(_) => Code::ResourceExhausted,
+            // An administrator must change the export; retrying the same call cannot help.
+            Error::ReadOnly(_) => Code::FailedPrecondition,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Io { .. } => Code::Internal,
         };
         // User-supplied text (ids, parameters, paths) is in many messages: escaped here, once.
@@ -54,12 +57,46 @@ mod tests {
             ),
             (
                 Error::io("mkdir", std::io::Error::from_raw_os_error(libc::EPERM)),
+                Code::PermissionDenied,
+            ),
+            (
+                Error::io("mkdir", std::io::Error::from_raw_os_error(libc::EACCES)),
+                Code::PermissionDenied,
+            ),
+            (
+                Error::io("mkdir", std::io::Error::from_raw_os_error(libc::EROFS)),
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::io("mkdir", std::io::Error::from_raw_os_error(libc::EIO)),
+                Code::Unavailable,
+            ),
+            (
+                Error::io("mkdir", std::io::Error::from_raw_os_error(libc::EINVAL)),
                 Code::Internal,
             ),
         ];
         for (err, code) in cases {
             assert_eq!(Status::from(err).code(), code);
         }
+    }
+
+    #[test]
+    fn export_faults_name_their_fix() {
+        let ro = Status::from(Error::io(
+            "mkdir pvc-1",
+            std::io::Error::from_raw_os_error(libc::EROFS),
+        ));
+        assert!(ro.message().contains("read-only") && ro.message().contains("Access_Type = RW"));
+        let squashed = Status::from(Error::io(
+            "mkdir pvc-1",
+            std::io::Error::from_raw_os_error(libc::EACCES),
+        ));
+        assert!(
+            squashed.message().contains("no_root_squash"),
+            "{squashed:?}"
+        );
+        assert!(squashed.message().contains("mkdir pvc-1"), "{squashed:?}");
     }
 
     #[test]

@@ -121,6 +121,7 @@ async fn provision(
                 name: name.to_owned(),
                 params: params.clone(),
                 mount_flags,
+                secret_options: Default::default(),
                 capacity: bytes,
             },
             ctx.timeout,

@@ -7,7 +7,7 @@ use super::{Context, kube_error};
 use crate::error::{Error, Result};
 use crate::metrics::ClaimResult;
 use crate::volume::legacy::{self, ArchiveNaming, Disposal};
-use crate::volume::{OnDelete, VolumeId};
+use crate::volume::{OnDelete, SecretOptions, VolumeId};
 use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -174,7 +174,7 @@ async fn disposal(volume: &PersistentVolume, ctx: &Context) -> Result<Option<(Di
         _ => None,
     };
     if let Some(raw) = raw {
-        let mut disposal = match Disposal::parse(&raw, OnDelete::Delete, &[]) {
+        let mut disposal = match Disposal::parse(&raw, OnDelete::Delete, SecretOptions::default()) {
             Err(Error::NotFound(_)) => return Ok(None),
             other => other?,
         };

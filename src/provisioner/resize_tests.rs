@@ -61,6 +61,7 @@ async fn with_volume(share: &std::path::Path) -> (Arc<Context>, ApiServer, Strin
         name: "pvc-1234-abcd".into(),
         params: Params::default(),
         mount_flags: vec![],
+        secret_options: Default::default(),
         capacity: 100 * MI,
     };
     let vol = ctx

@@ -145,22 +145,36 @@ impl ShareRoot {
         let record_error = |e| Error::errno(format!("record {sub}"), e);
         match made {
             Ok(()) => {
-                // mkdir(2) leaves out what the umask clears and, on Linux, setuid and setgid
-                // (a mountPermissions of 2775 is common): only then is a chmod needed.
-                if mode & (umask | 0o6000) != 0 {
-                    let dir = open_dir(&parent, last)
-                        .map_err(|e| Error::errno(format!("open {sub}"), e))?;
-                    fchmod(&dir, Mode::from_bits_truncate(mode))
-                        .map_err(|e| Error::errno(format!("chmod {sub}"), e))?;
-                }
-                match recorded {
-                    Ok(()) => {}
-                    // A record of an earlier volume of that name whose directory is gone
-                    // (removed by hand, or a crash mid-delete): the new volume's replaces it.
-                    Err(Errno::EEXIST) => {
-                        record::write(&state.records, &key, &wanted).map_err(record_error)?
+                let finish = || -> Result<()> {
+                    // mkdir(2) leaves out what the umask clears and, on Linux, setuid and setgid
+                    // (a mountPermissions of 2775 is common): only then is a chmod needed.
+                    if mode & (umask | 0o6000) != 0 {
+                        let dir = open_dir(&parent, last)
+                            .map_err(|e| Error::errno(format!("open {sub}"), e))?;
+                        fchmod(&dir, Mode::from_bits_truncate(mode))
+                            .map_err(|e| Error::errno(format!("chmod {sub}"), e))?;
                     }
-                    Err(e) => return Err(record_error(e)),
+                    match recorded {
+                        Ok(()) => Ok(()),
+                        // A record of an earlier volume of that name whose directory is gone
+                        // (removed by hand, or a crash mid-delete): the new volume's replaces it.
+                        Err(Errno::EEXIST) => {
+                            record::write(&state.records, &key, &wanted).map_err(record_error)
+                        }
+                        Err(e) => Err(record_error(e)),
+                    }
+                };
+                if let Err(e) = finish() {
+                    // A full share (no inode for the record) or a refused chmod: the directory
+                    // just made goes again (and the record made beside it), so a failed call
+                    // leaves no half volume behind.
+                    if recorded.is_ok() {
+                        let _ = record::remove(&state.records, &key);
+                    }
+                    if let Err(undo) = fs::unlink(&parent, last.as_ref(), true) {
+                        tracing::warn!(error = %undo, "new volume directory not removed after {e}");
+                    }
+                    return Err(e);
                 }
                 Ok(Created::New)
             }
@@ -366,7 +380,7 @@ impl ShareRoot {
 
 impl TrashEntry {
     /// Removes the trashed tree; returns how many entries went, or the errno that stopped it.
-    pub fn purge(self) -> nix::Result<u64> {
+    pub fn purge(&self) -> nix::Result<u64> {
         super::remove::remove_tree(&self.trash, &self.name)
     }
 

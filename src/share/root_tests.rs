@@ -32,6 +32,25 @@ fn names(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+fn a_create_whose_record_cannot_be_written_leaves_no_directory() {
+    let (dir, root) = share();
+    let v = sub("pvc-half");
+    // Something the record cannot replace sits at its name (on a full share it is the missing
+    // inode): the directory made a moment before must go again.
+    let records = dir.path().join(STATE_DIR).join("volumes");
+    std::fs::create_dir_all(records.join(record::key(&v))).unwrap();
+    let made = root.create_volume(&v, 0o777, 0o022, GIB, "id-half");
+    assert!(made.is_err(), "{made:?}");
+    assert!(!dir.path().join("pvc-half").exists(), "half volume left");
+    // once the obstacle is gone the same call succeeds
+    std::fs::remove_dir(records.join(record::key(&v))).unwrap();
+    let made = root
+        .create_volume(&v, 0o777, 0o022, GIB, "id-half")
+        .unwrap();
+    assert_eq!(made, Created::New);
+}
+
+#[test]
 fn create_makes_the_directory_and_its_record_once() {
     let (dir, root) = share();
     let v = sub("ns/pvc-a");

@@ -255,10 +255,11 @@ fn mount_working(spec: &ShareSpec, dir: &Path, prefix: &str) -> Result<PathBuf> 
     let target = mdir.join(ROOT);
     std::fs::create_dir_all(&target)
         .map_err(|e| Error::io(format!("mkdir {}", target.display()), e))?;
+    let options = spec.all_mount_options();
     let m = nfs::NfsMount {
         server: spec.server.as_deref().unwrap_or_default(),
         path: &spec.path,
-        options: &spec.mount_options,
+        options: &options,
         read_only: false,
         bounded: true,
     };

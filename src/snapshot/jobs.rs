@@ -161,6 +161,8 @@ fn replay(e: &Error) -> Error {
         },
         Error::Unavailable(s) => Error::Unavailable(s.clone()),
         Error::NoSpace(s) => Error::NoSpace(s.clone()),
+        Error::ReadOnly(s) => Error::ReadOnly(s.clone()),
+        Error::PermissionDenied(s) => Error::PermissionDenied(s.clone()),
         Error::Io { context, source } => Error::Io {
             context: context.clone(),
             source: std::io::Error::new(source.kind(), source.to_string()),

@@ -35,6 +35,7 @@ impl Volumes {
         } = req
             .params
             .resolve(&req.name, &req.mount_flags, &self.defaults)?;
+        let share = share.with_secret_options(req.secret_options.clone());
         let (src_share, from, src_key) = self.find_source(&source, deadline).await?;
         let fill_key = format!("fill:{}", lock_key(&share, &sub_dir));
         let timed_out = || Error::Timeout {

@@ -12,7 +12,7 @@
 //!   `retain`), else `archiveOnDelete` (Go's ParseBool; `false` deletes), else archives to
 //!   `<export root>/archived-<last path component>`.
 
-use super::{OnDelete, ShareSpec, SubDir, VolumeId, path::shorten};
+use super::{OnDelete, SecretOptions, ShareSpec, SubDir, VolumeId, path::shorten};
 use crate::error::{Error, Result};
 
 /// Where an archived directory goes.
@@ -38,24 +38,25 @@ pub struct Disposal {
 
 impl Disposal {
     /// Reads a volume id of this driver or a csi-driver-nfs handle. A csi-driver-nfs handle with
-    /// no onDelete gets `default_on_delete` (as csi-driver-nfs gives its own flag's value) and
-    /// `mount_options` (csi-driver-nfs takes them from the provisioner secret at delete time;
-    /// this driver's own ids carry theirs). Ids in neither format are [`Error::NotFound`].
-    pub fn parse(raw: &str, default_on_delete: OnDelete, mount_options: &[String]) -> Result<Self> {
+    /// no onDelete gets `default_on_delete` (as csi-driver-nfs gives its own flag's value).
+    /// `secret` (the provisioner secret's mount options, which csi-driver-nfs and this driver
+    /// both take at delete time) is added to the share's options for reaching it.
+    /// Ids in neither format are [`Error::NotFound`].
+    pub fn parse(raw: &str, default_on_delete: OnDelete, secret: SecretOptions) -> Result<Self> {
         if let Some(old) = CsiDriverNfsHandle::parse(raw)? {
-            let mut share = old.share;
-            crate::volume::push_new(&mut share.mount_options, mount_options.iter().cloned());
             return Ok(Disposal {
                 id: VolumeId {
-                    share,
+                    share: old.share.with_secret_options(secret),
                     sub_dir: old.sub_dir,
                     on_delete: old.on_delete.unwrap_or(default_on_delete),
                 },
                 archive: ArchiveNaming::WholePath,
             });
         }
+        let mut id = VolumeId::parse(raw)?;
+        id.share = id.share.with_secret_options(secret);
         Ok(Disposal {
-            id: VolumeId::parse(raw)?,
+            id,
             archive: ArchiveNaming::Sibling,
         })
     }

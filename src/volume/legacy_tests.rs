@@ -48,11 +48,16 @@ fn ours_and_theirs_are_never_confused() {
         "nsc1##/srv/share#pvc-1#retain#",
     ] {
         assert_eq!(CsiDriverNfsHandle::parse(ours).unwrap(), None, "{ours}");
-        let d = Disposal::parse(ours, OnDelete::Retain, &[]).unwrap();
+        let d = Disposal::parse(ours, OnDelete::Retain, SecretOptions::default()).unwrap();
         assert_eq!(d.archive, ArchiveNaming::Sibling);
     }
     // A csi-driver-nfs server that happens to be called nsc1 stays theirs.
-    let d = Disposal::parse("nsc1#share#pvc-1##", OnDelete::Delete, &[]).unwrap();
+    let d = Disposal::parse(
+        "nsc1#share#pvc-1##",
+        OnDelete::Delete,
+        SecretOptions::default(),
+    )
+    .unwrap();
     assert_eq!(d.archive, ArchiveNaming::WholePath);
     assert_eq!(d.id.share.server.as_deref(), Some("nsc1"));
     for foreign in ["garbage", "a#b", "fake-vol-id", "a/b", "#share#pvc##"] {
@@ -62,7 +67,7 @@ fn ours_and_theirs_are_never_confused() {
             "{foreign}"
         );
         assert!(matches!(
-            Disposal::parse(foreign, OnDelete::Delete, &[]),
+            Disposal::parse(foreign, OnDelete::Delete, SecretOptions::default()),
             Err(Error::NotFound(_))
         ));
     }
@@ -93,16 +98,26 @@ fn hostile_handles_are_invalid_arguments() {
 
 #[test]
 fn empty_on_delete_takes_the_driver_default_and_secret_options_reach_the_share() {
-    let opts = vec!["nfsvers=4.1".to_owned()];
-    let d = Disposal::parse("srv#share#pvc-1##", OnDelete::Retain, &opts).unwrap();
+    let opts = || SecretOptions::parse(["nfsvers=4.1"], &[]).unwrap();
+    let d = Disposal::parse("srv#share#pvc-1##", OnDelete::Retain, opts()).unwrap();
     assert_eq!(d.id.on_delete, OnDelete::Retain);
-    assert_eq!(d.id.share.mount_options, opts);
-    let d = Disposal::parse("srv#share#pvc-1#pvc-1#archive", OnDelete::Retain, &[]).unwrap();
+    assert_eq!(d.id.share.all_mount_options(), ["nfsvers=4.1"]);
+    assert!(
+        d.id.share.mount_options.is_empty(),
+        "never printed into an id"
+    );
+    let d = Disposal::parse(
+        "srv#share#pvc-1#pvc-1#archive",
+        OnDelete::Retain,
+        SecretOptions::default(),
+    )
+    .unwrap();
     assert_eq!(d.id.on_delete, OnDelete::Archive);
-    // Our ids keep their own options.
+    // Our ids keep their own options; the secret's come after them.
     let ours = "nsc1#srv#/share#pvc-1#delete#hard";
-    let d = Disposal::parse(ours, OnDelete::Retain, &opts).unwrap();
+    let d = Disposal::parse(ours, OnDelete::Retain, opts()).unwrap();
     assert_eq!(d.id.share.mount_options, ["hard"]);
+    assert_eq!(d.id.share.all_mount_options(), ["hard", "nfsvers=4.1"]);
 }
 
 #[test]

@@ -6,6 +6,7 @@ pub mod legacy;
 pub mod mode;
 pub mod params;
 pub mod path;
+pub mod secret;
 pub mod template;
 
 use crate::error::{Error, Result};
@@ -16,6 +17,7 @@ pub use context::VolumeContext;
 pub use id::VolumeId;
 pub use params::{CreateParams, Params};
 pub use path::SubDir;
+pub use secret::SecretOptions;
 
 /// What DeleteVolume does with the volume's directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -63,6 +65,8 @@ pub struct ShareSpec {
     pub path: String,
     /// Mount options needed to reach the export (ignored for pre-mounted paths).
     pub mount_options: Vec<String>,
+    /// More options from a secret: used to mount, never printed, not part of the identity.
+    pub secret_options: SecretOptions,
 }
 
 impl ShareSpec {
@@ -79,7 +83,21 @@ impl ShareSpec {
             server,
             path: normalise_share_path(path)?,
             mount_options,
+            secret_options: SecretOptions::default(),
         })
+    }
+
+    /// The same share reached with `secret` options added (see [`SecretOptions`]).
+    pub fn with_secret_options(mut self, secret: SecretOptions) -> Self {
+        self.secret_options = secret;
+        self
+    }
+
+    /// Every option to mount the share with: the public ones, then the secret ones.
+    pub fn all_mount_options(&self) -> Vec<String> {
+        let mut all = self.mount_options.clone();
+        push_new(&mut all, self.secret_options.reveal().iter().cloned());
+        all
     }
 
     /// True when the share is an NFS export reached through the driver's own mounts.

@@ -1,5 +1,5 @@
-//! A minimal HTTP/1.1 GET over a real TCP socket for the `/healthz` and `/metrics` tests, and a
-//! free local port to give the driver's `--http-address`.
+//! A minimal HTTP/1.1 client (GET and other methods) over a real TCP socket for the `/healthz` and
+//! `/metrics` tests, and a free local port to give the driver's `--http-address`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,6 +13,11 @@ pub fn free_port() -> u16 {
 /// `GET path` on `127.0.0.1:port`: the status code and the body. Retries the connection for up
 /// to 10 s while the server starts.
 pub fn get(port: u16, path: &str) -> (u16, String) {
+    request(port, "GET", path)
+}
+
+/// `method path` on `127.0.0.1:port` with an empty body: the status code and the body.
+pub fn request(port: u16, method: &str, path: &str) -> (u16, String) {
     let started = std::time::Instant::now();
     let mut stream = loop {
         match TcpStream::connect(("127.0.0.1", port)) {
@@ -26,7 +31,7 @@ pub fn get(port: u16, path: &str) -> (u16, String) {
     };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();

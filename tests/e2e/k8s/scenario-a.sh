@@ -6,6 +6,8 @@
 #   delete the StatefulSet and the claims -> PVs deleted -> directories gone.
 #   A claim of the Retain class (nfs-client-retain) keeps its PV (Released) and its directory.
 #   The claim/PV/directory listings before and after deletion go to stdout.
+#   Sentinels in a provisioner Secret's values and in a refused parameter's value appear in no
+#   event, PV or line of the driver's debug log.
 # Ends with "<name>: N passed, N failed" (tests/e2e/lib.sh); exits non-zero on failure.
 # No `set -e`: a failed check is counted and the script goes on.
 #
@@ -37,7 +39,7 @@ K() { kubectl "$@"; }
 
 mkdir -p "$SHARE"
 rm -f "$SOCK"
-spawn driver env NO_COLOR=1 "$DRIVER" serve --roles=controller --endpoint "unix://$SOCK" --default-share "$SHARE" \
+spawn driver env NO_COLOR=1 RUST_LOG=debug "$DRIVER" serve --roles=controller --endpoint "unix://$SOCK" --default-share "$SHARE" \
   --nodeid scenario-a --working-mount-dir "$DIR/work"
 DRIVER_PID=$SPAWNED
 socket_ready() { # fails at once if the driver died
@@ -125,6 +127,70 @@ KEPT=$(K -n "$NS" get pvc kept -o jsonpath='{.spec.volumeName}')
 check "PV $KEPT has reclaim Retain and directory $SHARE/$KEPT exists" eval \
   'test "$(K get pv "$KEPT" -o jsonpath="{.spec.persistentVolumeReclaimPolicy}")" = Retain -a -d "$SHARE/$KEPT"'
 listing "before deletion" "$SHARE"
+
+# --- secrets and parameter values stay out of events and the driver's log (issue 14). A class
+# passes a Secret as csi-provisioner's provisioner and deleter secret; another class has a
+# parameter the driver refuses, whose value is a sentinel too (the refusal names the key only).
+SENTINEL=SENTINEL-k8s-$RANDOM$RANDOM
+must "Secret and classes with sentinels applied" K apply -f - <<EOF
+apiVersion: v1
+kind: Secret
+metadata: {name: nsc-sentinel, namespace: default}
+stringData:
+  password: $SENTINEL-password
+  token: $SENTINEL-token
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: nfs-client-secret}
+provisioner: $DRIVER_NAME
+parameters:
+  share: $SHARE
+  csi.storage.k8s.io/provisioner-secret-name: nsc-sentinel
+  csi.storage.k8s.io/provisioner-secret-namespace: default
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: nfs-client-bad-param}
+provisioner: $DRIVER_NAME
+parameters:
+  share: $SHARE
+  notAParameter: $SENTINEL-param
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: with-secret, namespace: default}
+spec:
+  storageClassName: nfs-client-secret
+  accessModes: [ReadWriteMany]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: bad-param, namespace: default}
+spec:
+  storageClassName: nfs-client-bad-param
+  accessModes: [ReadWriteMany]
+  resources: {requests: {storage: 1Gi}}
+EOF
+check "claim with-secret (provisioner secret) Bound" wait_for 90 bound with-secret
+refused() { K -n "$NS" get events --field-selector involvedObject.name=bad-param -o jsonpath='{.items[*].message}' | grep -q notAParameter; }
+check "claim bad-param: ProvisioningFailed event names the parameter" wait_for 60 refused
+SECRET_PV=$(K -n "$NS" get pvc with-secret -o jsonpath='{.spec.volumeName}')
+check "claims with-secret and bad-param deleted" K -n "$NS" delete pvc with-secret bad-param --wait=true --timeout=60s
+[ -n "$SECRET_PV" ] && check "PV $SECRET_PV (deleted with the secret) gone" wait_for 90 absent pv "$SECRET_PV"
+no_sentinel() {
+  local where
+  for where in "events:$(K get events -A -o yaml)" "driver log:$(cat "$DIR/driver.log")" \
+    "PVs:$(K get pv -o yaml)"; do
+    case $where in *"$SENTINEL"*) log "sentinel found in ${where%%:*}"; return 1 ;; esac
+  done
+}
+check "sentinels (2 secret values, 1 parameter value) in no event, PV or driver log line (RUST_LOG=debug)" no_sentinel
 
 # --- delete: the StatefulSet keeps its claims (default retention policy), so delete them too.
 check "StatefulSet deleted" K -n "$NS" delete -f "$REPO/examples/redis/redis-pv-sts.yaml" --wait=true --timeout=60s

@@ -53,7 +53,8 @@
 # Host phases (optional): if the script contains a line "# nfs-guest: host-phases", boot.sh also runs it
 # on the host (outside the guest, ganesha not running) with NFS_GUEST_PHASE=host-prepare before the
 # boot and NFS_GUEST_PHASE=host-check after it, with EXPORT_DIR (the exported host directory) and
-# RESULTS (the results directory as a host path). Result lines of host-check count too.
+# RESULTS (the results directory as a host path) and NFS_FAULT_DIR (the extra exports'
+# directories, fault-exports.sh). Result lines of host-check count too.
 #
 # Server control protocol (for "server down" tests), over the results share:
 #   guest: rm -f $RESULTS/ganesha-<op>.ack; create $RESULTS/ganesha-<op> (write a temp name, rename)
@@ -173,6 +174,11 @@ SHARE=$WORK/results G=$WORK/ganesha ST=$WORK/initrd
 rm -rf "$SHARE" "$ST" "$G" "$WORK"/serial.log "$WORK"/qemu.* "$WORK"/summary.txt
 mkdir -p "$EXPORT" "$SHARE/.harness" "$G/recov" "$ST"/{bin,dev,proc,sys,newroot,results,keep,lib/modules}
 EXPORT=$(realpath "$EXPORT")
+# the extra exports of the export-fault scenarios (full, read-only, root_squash, all_squash)
+# shellcheck source=tests/e2e/nfs-guest/fault-exports.sh
+. "$HERE/fault-exports.sh"
+FAULT=$WORK/fault
+fault_exports_prepare "$FAULT"
 
 cp /bin/busybox "$ST/bin/busybox"
 declare -A SEEN=()
@@ -260,6 +266,7 @@ EXPORT {
 }
 LOG { Default_Log_Level = EVENT; }
 EOF
+fault_exports_conf "$FAULT" >>"$G/ganesha.conf"
 
 ACCEL=${NFS_GUEST_ACCEL:-auto}
 if [[ $ACCEL == auto ]]; then
@@ -279,7 +286,7 @@ QEMU+=(-nodefaults -no-user-config -display none -serial stdio -monitor none -no
 
 run_host_phase() {  # $1 = host-prepare|host-check; prints the script's output and FAIL on error
   grep -q '^# nfs-guest: host-phases' "$SCRIPT" || return 0
-  (cd "$REPO" && NFS_GUEST_PHASE=$1 EXPORT_DIR=$EXPORT RESULTS=$SHARE NFS_GUEST_DIR=$HERE NFS_GUEST_REPO=$REPO \
+  (cd "$REPO" && NFS_GUEST_PHASE=$1 EXPORT_DIR=$EXPORT NFS_FAULT_DIR=$FAULT RESULTS=$SHARE NFS_GUEST_DIR=$HERE NFS_GUEST_REPO=$REPO \
     timeout 120 bash "$SCRIPT" "${ARGS[@]}" </dev/null 2>&1) || echo "FAIL $1-exit-status: $?"
 }
 HOST_PREP_OUT=$(run_host_phase host-prepare)
@@ -289,7 +296,7 @@ log "kernel $KERNEL ($KVER), accel $ACCEL, work $WORK, export $EXPORT, script $N
 
 # ---- (3) ganesha + guest, in private namespaces
 T_RUN=$(now)
-export NG_WORK=$WORK NG_SHARE=$SHARE NG_GANESHA=$G NFS_PORT NFS_MOUNT_PORT NFS_GUEST_TIMEOUT
+export NG_WORK=$WORK NG_SHARE=$SHARE NG_GANESHA=$G NG_FAULT=$FAULT NFS_PORT NFS_MOUNT_PORT NFS_GUEST_TIMEOUT
 NG_QEMU=$(printf '%q ' "${QEMU[@]}")
 export NG_QEMU
 net_ns=(--net); [[ ${NFS_GUEST_SHARE_NET:-} == 1 ]] && net_ns=()

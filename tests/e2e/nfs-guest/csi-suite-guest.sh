@@ -8,7 +8,9 @@
 #      controller-only second driver that deletes a volume knowing nothing but its id;
 #   2b. before the scenarios, quota-guest.sh: XFS and ext4 with project quotas exported by the
 #      guest's kernel NFS server and a driver with --export-path, for the quota scenario;
-#   3. host check: the directories of deleted volumes are gone from the export, the trash is empty.
+#   3. host check: the directories of deleted volumes are gone from the export, the trash is empty;
+#      the export-fault scenarios' exports (fault-exports.sh): read-only one unchanged, squashing
+#      ones hold nothing but the driver's empty state.
 # Normally started by tests/e2e/nfs-guest/run.sh, which builds the binaries and calls
 #   tests/e2e/nfs-guest/boot.sh tests/e2e/nfs-guest/csi-suite-guest.sh
 # Environment (forwarded by csi-suite.sh through NFS_GUEST_ENV):
@@ -46,6 +48,23 @@ case ${NFS_GUEST_PHASE:-guest} in
     if [[ -d $trash ]]; then
       n=$(find "$trash" -mindepth 1 -maxdepth 1 | wc -l)
       if ((n == 0)); then pass "host-trash-empty"; else fail "host-trash-empty" "$n entries left in $trash"; fi
+    fi
+    # The export-fault scenarios' exports (fault-exports.sh; /export-full was a tmpfs of the
+    # namespace, checked from the guest): the read-only one unchanged, the squashing ones left
+    # with the driver's empty state only.
+    if [[ -n ${NFS_FAULT_DIR:-} && -d $NFS_FAULT_DIR/ro ]]; then
+      f=$NFS_FAULT_DIR
+      got=$(cd "$f/ro" && find . | sort | tr '\n' ' ')
+      if [[ $got == ". ./pvc-ro-kept ./pvc-ro-kept/data " && $(<"$f/ro/pvc-ro-kept/data") == kept ]]; then
+        pass "host-export-ro-unchanged"
+      else fail "host-export-ro-unchanged" "$got"; fi
+      for e in squash anon; do
+        [[ -d $f/$e/.nfs-subdir-csi ]] || continue   # the scenario did not run
+        left=$(cd "$f/$e" && find . -mindepth 1 -not -path './.nfs-subdir-csi' -not -path './.nfs-subdir-csi/trash' \
+          -not -path './.nfs-subdir-csi/volumes' -not -path './locked' | sort | tr '\n' ' ')
+        if [[ -z $left ]]; then pass "host-export-$e-nothing-leaked"
+        else fail "host-export-$e-nothing-leaked" "left on $f/$e: $left"; fi
+      done
     fi
     exit 0 ;;
 esac
@@ -135,7 +154,7 @@ if [[ -n ${NSC_GUEST_TEST:-} ]]; then
     # NSC_GUEST_SUITE=1 it fails at once.
     NSC_GUEST_SUITE=1 NSC_SOCKET=$SOCK NSC_SOCKET2=$SOCK2 NSC_DRIVER_LOG=$DRIVER_LOG NSC_DRIVER_PID=$DRIVER_PID \
       NSC_PORT_OPTS_4="$(port_opts 4.1)" NSC_PORT_OPTS_3="$(port_opts 3)" \
-      timeout 240 "$NSC_GUEST_TEST" --ignored --exact nfs_guest_scenarios --nocapture --test-threads=1 2>&1 |
+      timeout 300 "$NSC_GUEST_TEST" --ignored --exact nfs_guest_scenarios --nocapture --test-threads=1 2>&1 |
       tee "$RESULTS/scenarios.log"
     rc=${PIPESTATUS[0]}
     echo "csi-suite: scenarios exited $rc after $(($(ms) - t)) ms"

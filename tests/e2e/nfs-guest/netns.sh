@@ -6,7 +6,7 @@
 #
 # Not run by hand: boot.sh starts it through `unshare --net --mount --pid --fork` with, in the
 # environment, NG_WORK (boot.sh's work dir), NG_SHARE (the results share), NG_GANESHA (ganesha's
-# config/log dir), NG_QEMU (the QEMU command line, %q-quoted), NFS_PORT, NFS_MOUNT_PORT,
+# config/log dir), NG_FAULT (the extra exports' directories, fault-exports.sh), NG_QEMU (the QEMU command line, %q-quoted), NFS_PORT, NFS_MOUNT_PORT,
 # NFS_GUEST_TIMEOUT and NFS_GUEST_QUIET. Writes $NG_WORK/{serial.log,qemu.start,qemu.end,qemu.rc}.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
@@ -68,10 +68,15 @@ control_loop() {  # the protocol described in the header
   done
 }
 
+# shellcheck source=tests/e2e/nfs-guest/fault-exports.sh
+. "$(dirname "${BASH_SOURCE[0]}")/fault-exports.sh"
+fault_exports_mount "$NG_FAULT" || { echo "nfs-guest: cannot mount the small filesystem of /export-full"; exit 2; }
+
 t0=$(now)
 ganesha_start || { echo "nfs-guest: ganesha did not start (log: $G/ganesha.log)"; exit 2; }
 echo "nfs-guest: ganesha ready on ports $NFS_PORT (nfs) / $NFS_MOUNT_PORT (mountd) in $(el "$t0")s"
 control_loop </dev/null &
+fault_control_loop </dev/null &
 
 qemu=()
 eval "qemu=($NG_QEMU)"

@@ -16,7 +16,8 @@
 //!   (4.2).
 //! - working-estale (stale.rs): the export directory behind the controller's kept mount is replaced
 //!   on the server, so the mount's handles go stale; the next CreateVolume remounts and succeeds.
-//! - node-stale-target (stale.rs): the same for a published target; publishing again remounts it.
+//! - node-stale-target (stale.rs): the same for a published target: NodeGetVolumeStats answers
+//!   in time with an abnormal condition; publishing again remounts it (condition normal again).
 //! - server-down (outage.rs, inflight.rs): ganesha is stopped while CreateVolume and NodePublish
 //!   calls are in flight; every call answers within its deadline (also NodeUnpublish of a busy
 //!   target, which needs the lazy fallback, and NodeGetVolumeStats); after a start the next calls
@@ -25,6 +26,20 @@
 //! - csi-driver-nfs (legacy.rs): its directories, handles and volume attributes: NodePublish
 //!   mounts server:share/subdir; DeleteVolume deletes, archives (archived-<subDir>), retains, and
 //!   refuses hostile handles.
+//! - secret-mount-options (secret.rs): the provisioner secret's `mountOptions` reach the
+//!   working mount at create and delete time and never the id, the context, ListVolumes or the log.
+//! - export-full (faults.rs): a 16 MiB / 128-inode filesystem behind /export-full: CreateVolume,
+//!   CreateSnapshot and a restore answer RESOURCE_EXHAUSTED and leave no half volume and no
+//!   .tmp- tree (also with one inode left: mkdir succeeds, the record does not); DeleteVolume
+//!   frees the space and all three work again. Extra exports: tests/e2e/nfs-guest/fault-exports.sh.
+//! - export-ro (faults.rs): an Access_Type = RO export: CreateVolume and DeleteVolume answer
+//!   FAILED_PRECONDITION naming the cause, five client retries each cost a handful of NFS calls,
+//!   the export is unchanged.
+//! - export-squash (squash.rs): Root_Squash with Redis-like data (uid 999, 0644 in 0755): create
+//!   on a root-owned share is PERMISSION_DENIED naming the fix; delete answers OK, the removal
+//!   the squashed root cannot do is a visible backlog (log + nfs_subdir_csi_trash_* metrics) that
+//!   drains once the export stops squashing; All_Squash with Anonymous_Uid 999 deletes by itself.
+//!   These run on drivers of their own (fault_driver.rs) with /metrics.
 //! - quota (quota.rs): project quotas through the guest's kernel NFS server on XFS and ext4.
 //! - snapshot (snapshot.rs): a volume filled through a pod's mount is snapshotted and restored
 //!   (NFSv4.2 and v4.1) and cloned (v4.2); the new volumes hold the same tree; prints how the data
@@ -42,6 +57,8 @@
 
 mod class;
 mod csi;
+mod fault_driver;
+mod faults;
 mod harness;
 mod inflight;
 mod legacy;
@@ -49,7 +66,9 @@ mod mounts;
 mod outage;
 mod quota;
 mod quota_crash;
+mod secret;
 mod snapshot;
+mod squash;
 mod stale;
 mod story;
 
@@ -195,6 +214,10 @@ async fn nfs_guest_scenarios() {
             snapshot::snapshot(&env, &mut rep, &format!("v{vers}"), &class, clone).await;
         }
     }
+    if run("secret-mount-options") {
+        step("secret-mount-options");
+        secret::secret_mount_options(&env, &mut rep).await;
+    }
     if run("csi-driver-nfs") {
         step("csi-driver-nfs");
         legacy::csi_driver_nfs(&env, &mut rep).await;
@@ -206,6 +229,21 @@ async fn nfs_guest_scenarios() {
     if run("server-restart") {
         step("server-restart");
         outage::server_restart(&env, &mut rep).await;
+    }
+    if run("export-full") {
+        step("export-full");
+        faults::export_full(&env, &mut rep).await;
+    }
+    if run("export-ro") {
+        step("export-ro");
+        faults::export_ro(&env, &mut rep).await;
+    }
+    if run("export-squash") {
+        // last of the ganesha scenarios: it turns root squashing off for the rest of the boot
+        step("export-squash");
+        squash::export_squash(&env, &mut rep).await;
+        step("export-anon");
+        squash::export_anon(&env, &mut rep).await;
     }
     if run("quota") {
         step("quota");

@@ -92,18 +92,28 @@ pub struct RawMount {
 
 impl RawMount {
     pub fn new(env: &Env, vers: &str) -> Result<RawMount, String> {
-        Self::with(env, vers, "")
+        Self::with(env, &env.share, vers, "")
     }
 
     /// Without attribute and lookup caches: what another client (the driver's own mount) did
     /// shows at once.
     pub fn uncached(env: &Env, vers: &str) -> Result<RawMount, String> {
-        Self::with(env, vers, ",noac,lookupcache=none")
+        Self::with(env, &env.share, vers, ",noac,lookupcache=none")
     }
 
-    fn with(env: &Env, vers: &str, extra: &str) -> Result<RawMount, String> {
+    /// Another export of the harness's ganesha (fault-exports.sh), uncached.
+    pub fn export(env: &Env, export: &str, vers: &str) -> Result<RawMount, String> {
+        Self::with(env, export, vers, ",noac,lookupcache=none")
+    }
+
+    fn with(env: &Env, export: &str, vers: &str, extra: &str) -> Result<RawMount, String> {
+        let tag = if export == env.share {
+            String::new()
+        } else {
+            export.replace('/', "-")
+        };
         let path = PathBuf::from(format!(
-            "/tmp/raw-v{vers}{}",
+            "/tmp/raw{tag}-v{vers}{}",
             extra.replace([',', '='], "-")
         ));
         std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
@@ -116,7 +126,7 @@ impl RawMount {
             data.push_str(",nolock");
         }
         nix::mount::mount(
-            Some(format!("{}:{}", env.server, env.share).as_str()),
+            Some(format!("{}:{export}", env.server).as_str()),
             &path,
             Some("nfs"),
             nix::mount::MsFlags::empty(),

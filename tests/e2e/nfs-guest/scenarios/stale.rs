@@ -74,8 +74,9 @@ pub async fn working_estale(env: &Env, rep: &mut Report) {
     }
 }
 
-/// A published target whose directory was replaced on the server (ESTALE): NodePublish at the
-/// same target detaches it and mounts again.
+/// A published target whose directory was replaced on the server (ESTALE): NodeGetVolumeStats
+/// answers in time with an abnormal condition; NodePublish at the same target detaches it and
+/// mounts again, after which the condition is normal.
 pub async fn node_stale_target(env: &Env, rep: &mut Report) {
     let csi = connect(&env.socket).await;
     let class = Class::with_flags(env, &env.share, "4.1");
@@ -103,12 +104,33 @@ pub async fn node_stale_target(env: &Env, rep: &mut Report) {
         before.contains("ESTALE"),
         format!("statfs of the target: {before}"),
     );
+    // kubelet's volume health check on the stale target: an answer in time, condition abnormal
+    let stats = csi.stats(&vol.volume_id, &target, DL).await;
+    let condition = match &stats.result {
+        Some(Ok(s)) => s.volume_condition.clone(),
+        _ => None,
+    };
+    rep.check(
+        "node-stale-stats-abnormal",
+        stats.ok() && stats.took < DL && condition.as_ref().is_some_and(|c| c.abnormal),
+        format!("{}; condition {condition:?}", stats.describe()),
+    );
     let r = csi.publish(class.publish(&vol, &target), DL).await;
     let read = std::fs::read_to_string(target.join("file"));
     rep.check(
         "node-stale-republish-remounts",
         r.ok() && read.as_deref().ok() == Some("new"),
         format!("{}; target now reads {read:?}", r.describe()),
+    );
+    let stats = csi.stats(&vol.volume_id, &target, DL).await;
+    let normal = match &stats.result {
+        Some(Ok(s)) => s.volume_condition.as_ref().is_some_and(|c| !c.abnormal),
+        _ => false,
+    };
+    rep.check(
+        "node-stale-stats-normal-after-remount",
+        normal,
+        stats.describe(),
     );
     let stacked = mounts_at(&target);
     rep.check(
