@@ -257,12 +257,10 @@ async fn main() -> Res<()> {
             "  round {r}: 64 concurrent: mkdir {f:.1}/s, CreateVolume {d:.1}/s ({:.2}x mkdir), Probe {p:.1}/s",
             d / f
         );
-        (
-            fs_rate.push(f),
-            drv_rate.push(d),
-            probe_rate.push(p),
-            ratios.push(d / f),
-        );
+        fs_rate.push(f);
+        drv_rate.push(d);
+        probe_rate.push(p);
+        ratios.push(d / f);
     }
     std::fs::remove_dir(&par_dir)?;
     let med = |v: &mut Vec<f64>| {
