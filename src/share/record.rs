@@ -56,6 +56,11 @@ pub fn read(records: &OwnedFd, key: &str) -> nix::Result<Option<Record>> {
     }
 }
 
+/// Writes the record named `key` if there is none (`EEXIST` if there is).
+pub fn create(records: &OwnedFd, key: &str, record: &Record) -> nix::Result<()> {
+    nix::unistd::symlinkat(record.encode().as_str(), records, key)
+}
+
 /// Writes (or replaces) the record named `key`.
 pub fn write(records: &OwnedFd, key: &str, record: &Record) -> nix::Result<()> {
     let target = record.encode();

@@ -1,7 +1,7 @@
 //! Volume directories on one open share root: create, delete (trash / archive / retain), look up,
 //! list and measure. Plain blocking filesystem calls; callers run them off the async runtime.
 
-use super::fs::{self, dup, is_dir, lstat, open_dir, open_parent, open_volume_dir};
+use super::fs::{self, both, dup, is_dir, lstat, open_dir, open_parent, open_volume_dir};
 use super::record::{self, Record};
 use crate::error::{Error, Result};
 use crate::volume::legacy::ArchiveNaming;
@@ -135,7 +135,15 @@ impl ShareRoot {
             volume_id: volume_id.to_owned(),
         };
         let (parent, last) = open_parent(&self.fd, sub, Some(mode | 0o700))?;
-        match mkdirat(&parent, last, Mode::from_bits_truncate(mode)) {
+        // The directory and its record go out together: two NFS calls in flight, one round trip.
+        // A crash in between leaves one without the other, and the CO's retry completes it: a
+        // directory gets its record below, a record its directory.
+        let (made, recorded) = both(
+            || mkdirat(&parent, last, Mode::from_bits_truncate(mode)),
+            || record::create(&state.records, &key, &wanted),
+        );
+        let record_error = |e| Error::errno(format!("record {sub}"), e);
+        match made {
             Ok(()) => {
                 let finish = || -> Result<()> {
                     // mkdir(2) leaves out what the umask clears and, on Linux, setuid and setgid
@@ -146,12 +154,23 @@ impl ShareRoot {
                         fchmod(&dir, Mode::from_bits_truncate(mode))
                             .map_err(|e| Error::errno(format!("chmod {sub}"), e))?;
                     }
-                    record::write(&state.records, &key, &wanted)
-                        .map_err(|e| Error::errno(format!("record {sub}"), e))
+                    match recorded {
+                        Ok(()) => Ok(()),
+                        // A record of an earlier volume of that name whose directory is gone
+                        // (removed by hand, or a crash mid-delete): the new volume's replaces it.
+                        Err(Errno::EEXIST) => {
+                            record::write(&state.records, &key, &wanted).map_err(record_error)
+                        }
+                        Err(e) => Err(record_error(e)),
+                    }
                 };
                 if let Err(e) = finish() {
                     // A full share (no inode for the record) or a refused chmod: the directory
-                    // just made goes again, so a failed call leaves no half volume behind.
+                    // just made goes again (and the record made beside it), so a failed call
+                    // leaves no half volume behind.
+                    if recorded.is_ok() {
+                        let _ = record::remove(&state.records, &key);
+                    }
                     if let Err(undo) = fs::unlink(&parent, last.as_ref(), true) {
                         tracing::warn!(error = %undo, "new volume directory not removed after {e}");
                     }
@@ -163,9 +182,20 @@ impl ShareRoot {
                 let st =
                     lstat(&parent, last).map_err(|e| Error::errno(format!("stat {sub}"), e))?;
                 if !is_dir(&st) {
+                    if recorded.is_ok() {
+                        // Made just now for nothing: no volume is there.
+                        let _ = record::remove(&state.records, &key);
+                    }
                     return Err(Error::AlreadyExists(format!(
                         "{sub} exists and is not a directory"
                     )));
+                }
+                match recorded {
+                    // A directory without a record (made before a crash, or retained earlier):
+                    // it has the wanted one now.
+                    Ok(()) => return Ok(Created::Existing),
+                    Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(record_error(e)),
                 }
                 match record::read(&state.records, &key)
                     .map_err(|e| Error::errno("read record", e))?
@@ -180,14 +210,18 @@ impl ShareRoot {
                     ))),
                     Some(_) => Ok(Created::Existing),
                     None => {
-                        // A directory without a record: made before a crash, or retained earlier.
-                        record::write(&state.records, &key, &wanted)
-                            .map_err(|e| Error::errno(format!("record {sub}"), e))?;
+                        // Unreadable (or gone meanwhile): replaced by the wanted one.
+                        record::write(&state.records, &key, &wanted).map_err(record_error)?;
                         Ok(Created::Existing)
                     }
                 }
             }
-            Err(e) => Err(Error::errno(format!("mkdir {sub}"), e)),
+            Err(e) => {
+                if recorded.is_ok() {
+                    let _ = record::remove(&state.records, &key);
+                }
+                Err(Error::errno(format!("mkdir {sub}"), e))
+            }
         }
     }
 
@@ -228,14 +262,23 @@ impl ShareRoot {
             }
             OnDelete::Delete => {
                 let name = format!("{}-{}", unix_secs(), uuid::Uuid::new_v4().simple());
-                match renameat(&parent, last, &state.trash, name.as_str()) {
+                // The move into the trash and the record's removal go out together (one round
+                // trip). If the move fails, the directory stays without its record, as after a
+                // crash between the two: the CO retries the delete until it is done.
+                let (moved, forgotten) = both(
+                    || renameat(&parent, last, &state.trash, name.as_str()),
+                    || self.forget(state, sub),
+                );
+                let entry = match moved {
                     Ok(()) => Some(TrashEntry {
                         trash: dup(&state.trash)?,
                         name,
                     }),
                     Err(Errno::ENOENT) => None,
                     Err(e) => return Err(Error::errno(format!("move {sub} to trash"), e)),
-                }
+                };
+                forgotten?;
+                return Ok(entry);
             }
         };
         self.forget(state, sub)?;

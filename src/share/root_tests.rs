@@ -110,6 +110,36 @@ fn create_adopts_a_bare_directory_and_refuses_a_file() {
 }
 
 #[test]
+fn a_new_volume_replaces_the_record_of_a_gone_one() {
+    // A record whose directory went (removed by hand, or a crash between the two halves of a
+    // delete): the next volume of that name is new and its record replaces the old one.
+    let (dir, root) = share();
+    let v = sub("pvc-again");
+    root.create_volume(&v, 0o777, 0, GIB, "id-old").unwrap();
+    std::fs::remove_dir(dir.path().join("pvc-again")).unwrap();
+    assert_eq!(
+        root.create_volume(&v, 0o777, 0, 2 * GIB, "id-new").unwrap(),
+        Created::New
+    );
+    let rec = root.record(&v).unwrap().unwrap();
+    assert_eq!((rec.capacity, rec.volume_id.as_str()), (2 * GIB, "id-new"));
+    // and a delete takes directory and record away together
+    assert!(
+        root.delete_volume(&v, OnDelete::Delete, true)
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(root.record(&v).unwrap(), None);
+    assert!(!dir.path().join("pvc-again").exists());
+}
+
+#[test]
+fn both_runs_each_side_once() {
+    let (a, b) = crate::share::fs::both(|| 1, || "two");
+    assert_eq!((a, b), (1, "two"));
+}
+
+#[test]
 fn records_list_and_expansion_only_grows() {
     let (_dir, root) = share();
     assert!(root.records().unwrap().is_empty());

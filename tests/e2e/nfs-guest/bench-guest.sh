@@ -4,12 +4,14 @@
 #       share=/export, mountOptions nfsvers=4.1), N sequential pairs, median per pair;
 #   (b) mkdir(dir, 0777) + rename(dir, trash/dir) directly on a kernel NFS mount of the same export
 #       with the same options, interleaved with (a), median per pair;
-#   (c) (a)/(b) (DESIGN target <= 1.3x) and 64 concurrent CreateVolume throughput vs sequential
-#       (target >= 8x).
-# Started by tests/e2e/nfs-guest/bench.sh, which builds the release driver and examples/nfs_bench.rs:
+#   (c) (a)/(b) (DESIGN target <= 1.3x); NFS calls per op type (mountstats) of both, the driver's
+#       also step by step (CreateVolume, DeleteVolume, the trash removal after the answer);
+#   (d) rounds of 64 concurrent CreateVolume vs 64 concurrent bare mkdirs on the (b) mount (target
+#       >= 0.8x) with 64 concurrent Identity.Probe beside them (the gRPC floor).
+# Started by tests/e2e/nfs-guest/bench.sh, which builds the release driver and examples/nfs_bench/:
 #   tests/e2e/nfs-guest/boot.sh tests/e2e/nfs-guest/bench-guest.sh
 # Environment (forwarded through NFS_GUEST_ENV): NSC_DRIVER, NSC_BENCH_BIN, NSC_BENCH_N,
-# NSC_BENCH_CONCURRENT_N. The numbers go to the console and to $RESULTS/bench.txt.
+# NSC_BENCH_CONCURRENT_N, NSC_BENCH_ROUNDS. The numbers go to the console and to $RESULTS/bench.txt.
 # No `set -e`: every check is counted and the script goes on to the next one.
 set -uo pipefail
 # shellcheck source-path=SCRIPTDIR source=guest-helpers.sh

@@ -8,11 +8,15 @@
 //!   NSC_BENCH_MOUNT    a kernel NFS mount of the same export with the same options
 //!   NSC_BENCH_WORKDIR  the driver's --working-mount-dir (NFS call counts of its mount; optional)
 //!   NSC_BENCH_SERVER, NSC_BENCH_SHARE, NSC_BENCH_MOUNT_OPTIONS   StorageClass parameters
-//!   NSC_BENCH_N (default 200 pairs), NSC_BENCH_CONCURRENT_N (default 512 creates per mode)
+//!   NSC_BENCH_N (default 200 pairs), NSC_BENCH_CONCURRENT_N (default 512 calls per mode and
+//!   round), NSC_BENCH_ROUNDS (default 3 rounds of 64-way mkdir, CreateVolume and Probe)
+//! Also prints `ROW name | figure | target` lines for the one benchmark table.
 //! Prints medians and ratios; asserts nothing about time.
 
-#[path = "../benches/common/mod.rs"]
+#[path = "../../benches/common/mod.rs"]
 mod common;
+mod ops;
+mod parallel;
 
 use common::{median, percentile};
 use nfs_subdir_csi::csi::client;
@@ -20,13 +24,14 @@ use nfs_subdir_csi::csi::pb::{
     self, controller_client::ControllerClient, identity_client::IdentityClient,
     volume_capability::access_mode::Mode,
 };
+use ops::{nfs_ops, per};
 use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
-type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+pub(crate) type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
@@ -44,9 +49,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 #[derive(Clone)]
-struct Params(HashMap<String, String>);
+pub(crate) struct Params(HashMap<String, String>);
 
-fn req(name: String, params: &Params) -> pb::CreateVolumeRequest {
+pub(crate) fn req(name: String, params: &Params) -> pb::CreateVolumeRequest {
     pb::CreateVolumeRequest {
         name,
         capacity_range: Some(pb::CapacityRange {
@@ -91,48 +96,6 @@ fn fs_pair(mount: &Path, trash: &Path, name: &str) -> std::io::Result<(Duration,
     let t = Instant::now();
     std::fs::rename(&dir, trash.join(name))?;
     Ok((made, t.elapsed()))
-}
-
-/// Per-op NFS call counts of the mount at `dir` (or the first under it), from /proc/self/mountstats.
-fn nfs_ops(dir: &str) -> HashMap<String, u64> {
-    let text = std::fs::read_to_string("/proc/self/mountstats").unwrap_or_default();
-    let mut ops = HashMap::new();
-    let mut inside = false;
-    for line in text.lines() {
-        if line.starts_with("device ") {
-            let at = line.split_whitespace().nth(4).unwrap_or("");
-            inside = ops.is_empty() && (at == dir || at.starts_with(&format!("{dir}/")));
-        } else if inside {
-            let mut f = line.split_whitespace();
-            if let (Some(op), Some(n)) = (f.next(), f.next()) {
-                if let (Some(op), Ok(n)) = (op.strip_suffix(':'), n.parse::<u64>()) {
-                    if op.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
-                        ops.insert(op.to_owned(), n);
-                    }
-                }
-            }
-        }
-    }
-    ops
-}
-
-fn ops_per(label: &str, before: &HashMap<String, u64>, after: &HashMap<String, u64>, n: usize) {
-    let mut d: Vec<_> = after
-        .iter()
-        .map(|(k, v)| (k, v - before.get(k).copied().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
-        .collect();
-    d.sort();
-    let total: u64 = d.iter().map(|(_, v)| v).sum();
-    let list: Vec<String> = d
-        .iter()
-        .map(|(k, v)| format!("{k} {:.2}", *v as f64 / n as f64))
-        .collect();
-    println!(
-        "{label}: {:.2} NFS calls per pair ({})",
-        total as f64 / n as f64,
-        list.join(", ")
-    );
 }
 
 fn report(label: &str, v: &[Duration]) -> Duration {
@@ -198,23 +161,75 @@ async fn main() -> Res<()> {
         b1.push(m);
         b2.push(r);
     }
+    let settled = Duration::from_millis(300);
+    let wa1 = ops::settle(&work, settled, Duration::from_secs(10));
+    let mb1 = nfs_ops(&mnt);
     println!("sequential pairs, {n} each, interleaved:");
     let ma = report("(a) driver CreateVolume+DeleteVolume", &a);
     let mb = report("(b) mkdir 0777 + rename into trash  ", &b);
     let ratio = ma.as_secs_f64() / mb.as_secs_f64();
-    report("    Identity.Probe (gRPC only)       ", &probe);
-    if !work.is_empty() {
-        ops_per("(a) driver working mount", &wa0, &nfs_ops(&work), n);
-    }
-    ops_per("(b) bench mount         ", &mb0, &nfs_ops(&mnt), n);
+    let mp = report("    Identity.Probe (gRPC only)       ", &probe);
     report("    CreateVolume alone               ", &a1);
     report("    DeleteVolume alone               ", &a2);
     report("    mkdir alone                      ", &b1);
     report("    rename alone                     ", &b2);
     println!("RATIO (a)/(b) = {ratio:.2}x  (DESIGN target <= 1.3x)");
+    let (wa, mb_ops) = (ops::diff(&wa0, &wa1), ops::diff(&mb0, &mb1));
+    println!("NFS calls per pair (mountstats, per op type):");
+    println!(
+        "  (a) driver working mount, all work incl. background trash removal: {}",
+        per(&wa, n)
+    );
+    println!(
+        "  (b) bench mount, mkdir + rename:                                    {}",
+        per(&mb_ops, n)
+    );
 
-    // Throughput: cn creates one at a time, then cn creates from 64 concurrent tasks.
-    let mut ids = Vec::with_capacity(2 * cn);
+    // Where the driver's calls go: each step of a few pairs counted on its own.
+    let k = 20;
+    let (mut create, mut delete, mut background) = Default::default();
+    for i in 0..k {
+        let s0 = nfs_ops(&work);
+        let v = ctl
+            .create_volume(req(format!("pvc-step-{run}-{i}"), &params))
+            .await?
+            .into_inner()
+            .volume
+            .ok_or("CreateVolume returned no volume")?;
+        let s1 = nfs_ops(&work);
+        ctl.delete_volume(pb::DeleteVolumeRequest {
+            volume_id: v.volume_id,
+            ..Default::default()
+        })
+        .await?;
+        let s2 = nfs_ops(&work);
+        let s3 = ops::settle(&work, settled, Duration::from_secs(10));
+        ops::add(&mut create, &ops::diff(&s0, &s1));
+        ops::add(&mut delete, &ops::diff(&s1, &s2));
+        ops::add(&mut background, &ops::diff(&s2, &s3));
+    }
+    let mut answered = create.clone();
+    ops::add(&mut answered, &delete);
+    println!("  by step ({k} pairs, each step counted alone):");
+    println!("    CreateVolume:                {}", per(&create, k));
+    println!("    DeleteVolume:                {}", per(&delete, k));
+    println!("    after the answer (trash):    {}", per(&background, k));
+    println!("    Create + Delete (answered):  {}", per(&answered, k));
+    println!(
+        "ROW NFS Create+Delete wall | {ma_ms:.2} ms = {ratio:.2}x mkdir+rename ({mb_ms:.2} ms) | <= 1.3x",
+        ma_ms = ms(ma),
+        mb_ms = ms(mb)
+    );
+    println!(
+        "ROW NFS calls per Create+Delete | {:.2} answered + {:.2} trash removal (mkdir+rename: {:.2}) | <= 8",
+        ops::total(&answered, k),
+        ops::total(&background, k),
+        ops::total(&mb_ops, n)
+    );
+
+    // Throughput: cn creates one at a time; then rounds of cn bare mkdirs, cn CreateVolume and cn
+    // Probe calls, each from 64 concurrent callers, side by side in every round.
+    let mut ids = Vec::new();
     let t = Instant::now();
     for i in 0..cn {
         let v = ctl
@@ -223,47 +238,58 @@ async fn main() -> Res<()> {
             .into_inner();
         ids.extend(v.volume.map(|v| v.volume_id));
     }
-    let seq_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..64 {
-        let mut c = ControllerClient::new(channel.clone());
-        let (p, run) = (params.clone(), run.clone());
-        tasks.spawn(async move {
-            let mut got = Vec::new();
-            for i in (w..cn).step_by(64) {
-                let v = c
-                    .create_volume(req(format!("pvc-par-{run}-{i}"), &p))
-                    .await?;
-                got.extend(v.into_inner().volume.map(|v| v.volume_id));
-            }
-            Ok::<_, tonic::Status>(got)
-        });
+    let seq = cn as f64 / t.elapsed().as_secs_f64();
+    let rounds = env_num("NSC_BENCH_ROUNDS", 3);
+    let (mut fs_rate, mut drv_rate, mut probe_rate, mut ratios) = (vec![], vec![], vec![], vec![]);
+    let par_dir = mount.join(format!(".bench-par-{run}"));
+    std::fs::create_dir(&par_dir)?;
+    for r in 0..rounds {
+        let (fs_s, made) = parallel::mkdirs(&par_dir, cn, &format!("r{r}"))?;
+        let (drv_s, got) =
+            parallel::creates(&channel, &params, cn, &format!("par-{run}-r{r}")).await?;
+        let probe_s = parallel::probes(&channel, cn).await?;
+        ids.extend(got);
+        for dir in made {
+            std::fs::remove_dir(dir)?;
+        }
+        let (f, d, p) = (cn as f64 / fs_s, cn as f64 / drv_s, cn as f64 / probe_s);
+        println!(
+            "  round {r}: 64 concurrent: mkdir {f:.1}/s, CreateVolume {d:.1}/s ({:.2}x mkdir), Probe {p:.1}/s",
+            d / f
+        );
+        fs_rate.push(f);
+        drv_rate.push(d);
+        probe_rate.push(p);
+        ratios.push(d / f);
     }
-    while let Some(r) = tasks.join_next().await {
-        ids.extend(r??);
-    }
-    let par_s = t.elapsed().as_secs_f64();
-    let (seq, par) = (cn as f64 / seq_s, cn as f64 / par_s);
-    println!(
-        "CreateVolume throughput ({cn} volumes each): sequential {seq:.1}/s ({:.2} ms each), \
-         64 concurrent {par:.1}/s",
-        seq_s * 1e3 / cn as f64
+    std::fs::remove_dir(&par_dir)?;
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (f, d, p, q) = (
+        med(&mut fs_rate),
+        med(&mut drv_rate),
+        med(&mut probe_rate),
+        med(&mut ratios),
     );
     println!(
-        "RATIO concurrent/sequential = {:.2}x  (DESIGN target >= 8x)",
-        par / seq
+        "throughput ({cn} each, median of {rounds} rounds): sequential CreateVolume {seq:.1}/s; \
+         64 concurrent: CreateVolume {d:.1}/s ({:.2}x sequential), bare mkdir {f:.1}/s, Probe {p:.1}/s",
+        d / seq
+    );
+    println!("RATIO 64-way CreateVolume / 64-way mkdir = {q:.2}x  (DESIGN target >= 0.8x)");
+    println!(
+        "ROW NFS 64-way CreateVolume | {d:.0}/s = {q:.2}x 64-way mkdir ({f:.0}/s); Probe {p:.0}/s | >= 0.8x"
+    );
+    println!(
+        "ROW NFS sequential Probe vs CreateVolume | Probe p50 {:.3} ms | (gRPC floor)",
+        ms(mp)
     );
 
-    // Clean up (untimed): delete every volume, remove the hand-made trash.
+    // Clean up (untimed): delete every volume (64 at a time), remove the hand-made trash.
     let total = ids.len();
-    for id in ids {
-        ctl.delete_volume(pb::DeleteVolumeRequest {
-            volume_id: id,
-            ..Default::default()
-        })
-        .await?;
-    }
+    parallel::deletes(&channel, ids).await?;
     std::fs::remove_dir_all(&trash)?;
     println!(
         "cleanup: {total} volumes deleted, {} removed",
