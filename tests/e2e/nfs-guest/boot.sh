@@ -278,7 +278,7 @@ QEMU=(qemu-system-x86_64 -accel "$ACCEL" -m "${NFS_GUEST_MEM:-1024}" -smp "${NFS
 # shellcheck disable=SC2054  # commas inside qemu arguments
 QEMU+=(-nodefaults -no-user-config -display none -serial stdio -monitor none -no-reboot
   -kernel "$KERNEL" -initrd "$WORK/initrd.cpio"
-  -append "console=ttyS0 panic=-1 loglevel=6 mitigations=off"
+  -append "console=ttyS0 panic=-1 loglevel=6 mitigations=off no_timer_check"
   -netdev "user,id=n0${NFS_GUEST_NETDEV_OPTS:+,$NFS_GUEST_NETDEV_OPTS}" -device virtio-net-pci,netdev=n0,romfile=
   -device virtio-rng-pci
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
