@@ -11,7 +11,8 @@
 # Knobs: CSI_SANITY (binary; default: the one ../csi-sanity/install.sh pins and builds),
 #        NSC_SANITY_VERSIONS ("4.1 3"), NSC_SKIP_SANITY=1,
 #        NSC_SKIP_SCENARIOS=1, NSC_GUEST_ONLY (comma list of scenarios: story, default-version,
-#        working-estale, node-stale-target, csi-driver-nfs, snapshot, server-down, server-restart, quota),
+#        working-estale, node-stale-target, csi-driver-nfs, snapshot, server-down, server-restart,
+#        restart-mid-removal, slow-server, partition, quota),
 #        and boot.sh's knobs (NFS_GUEST_TIMEOUT, NFS_GUEST_WORK, NFS_GUEST_QUIET, ...).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)

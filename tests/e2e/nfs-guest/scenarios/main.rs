@@ -25,6 +25,13 @@
 //! - csi-driver-nfs (legacy.rs): its directories, handles and volume attributes: NodePublish
 //!   mounts server:share/subdir; DeleteVolume deletes, archives (archived-<subDir>), retains, and
 //!   refuses hostile handles.
+//! - restart-mid-removal (removal.rs): ganesha goes away for 15 s while the driver removes a
+//!   deleted volume's 10,000 files from the trash; the removal completes once it is back.
+//! - slow-server (netem.rs): create/publish/write/read/unpublish/delete cycles on a plain link,
+//!   with tc netem 100 ms delay and with 5 % loss; right results, median time per call printed.
+//! - partition (partition.rs, link.rs): every packet between guest and server dropped for 60 s;
+//!   every call answers within its deadline, the driver's threads stuck in the kernel are counted
+//!   and all come back; the same process serves afterwards.
 //! - quota (quota.rs): project quotas through the guest's kernel NFS server on XFS and ext4.
 //! - snapshot (snapshot.rs): a volume filled through a pod's mount is snapshotted and restored
 //!   (NFSv4.2 and v4.1) and cloned (v4.2); the new volumes hold the same tree; prints how the data
@@ -45,10 +52,14 @@ mod csi;
 mod harness;
 mod inflight;
 mod legacy;
+mod link;
 mod mounts;
+mod netem;
 mod outage;
+mod partition;
 mod quota;
 mod quota_crash;
+mod removal;
 mod snapshot;
 mod stale;
 mod story;
@@ -206,6 +217,18 @@ async fn nfs_guest_scenarios() {
     if run("server-restart") {
         step("server-restart");
         outage::server_restart(&env, &mut rep).await;
+    }
+    if run("restart-mid-removal") {
+        step("restart-mid-removal");
+        removal::restart_mid_removal(&env, &mut rep).await;
+    }
+    if run("slow-server") {
+        step("slow-server");
+        netem::slow_server(&env, &mut rep).await;
+    }
+    if run("partition") {
+        step("partition");
+        partition::partition_60s(&env, &mut rep).await;
     }
     if run("quota") {
         step("quota");
