@@ -26,13 +26,13 @@ set -uo pipefail
 case ${NFS_GUEST_PHASE:-guest} in
   host-prepare)
     # restart-mid-removal (scenarios/removal.rs): a volume directory holding 10,000 files in 1,000
-    # directories, made here on the export itself (seconds, where the guest would take minutes);
-    # the scenario's CreateVolume adopts it.
+    # directories (NSC_REMOVAL_DIRS directories of 10 files), made here on the export itself
+    # (seconds, where the guest would take minutes); the scenario's CreateVolume adopts it.
     if [[ -z ${NSC_GUEST_ONLY:-} || ,$NSC_GUEST_ONLY, == *,restart-mid-removal,* ]]; then
-      python3 - "$EXPORT_DIR/pvc-restart-mid-removal" <<'PY' || fail "host-prepare-removal-tree"
+      python3 - "$EXPORT_DIR/pvc-restart-mid-removal" "${NSC_REMOVAL_DIRS:-1000}" <<'PY' || fail "host-prepare-removal-tree"
 import os, sys
 root = sys.argv[1]
-for d in range(1000):
+for d in range(int(sys.argv[2])):
     sub = os.path.join(root, f"d{d:04}")
     os.makedirs(sub, exist_ok=True)
     for f in range(10):
@@ -108,7 +108,7 @@ run_sanity() {  # VERS
   } >"$d/params.yaml"
   echo "csi-suite: csi-sanity NFSv$v: $(tr '\n' ' ' <"$d/params.yaml")"
   t=$(ms)
-  timeout 200 "$CSI_SANITY" --csi.endpoint "$SOCK" --csi.mountdir "$d/mnt" --csi.stagingdir "$d/stage" \
+  timeout "${NSC_SANITY_TIMEOUT:-200}" "$CSI_SANITY" --csi.endpoint "$SOCK" --csi.mountdir "$d/mnt" --csi.stagingdir "$d/stage" \
     --csi.testvolumeparameters "$d/params.yaml" \
     --csi.testvolumesize 1073741824 --csi.testvolumeexpandsize 2147483648 \
     --ginkgo.junit-report "$RESULTS/sanity-v$v.xml" --ginkgo.no-color \
@@ -158,7 +158,7 @@ if [[ -n ${NSC_GUEST_TEST:-} ]]; then
     # NSC_GUEST_SUITE=1 it fails at once.
     NSC_GUEST_SUITE=1 NSC_SOCKET=$SOCK NSC_SOCKET2=$SOCK2 NSC_DRIVER_LOG=$DRIVER_LOG NSC_DRIVER_PID=$DRIVER_PID \
       NSC_PORT_OPTS_4="$(port_opts 4.1)" NSC_PORT_OPTS_3="$(port_opts 3)" \
-      timeout 480 "$NSC_GUEST_TEST" --ignored --exact nfs_guest_scenarios --nocapture --test-threads=1 2>&1 |
+      timeout 600 "$NSC_GUEST_TEST" --ignored --exact nfs_guest_scenarios --nocapture --test-threads=1 2>&1 |
       tee "$RESULTS/scenarios.log"
     rc=${PIPESTATUS[0]}
     echo "csi-suite: scenarios exited $rc after $(($(ms) - t)) ms"

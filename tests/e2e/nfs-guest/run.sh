@@ -56,7 +56,9 @@ fi
 export NSC_DRIVER NSC_GUEST_TEST CSI_SANITY NSC_SANITY_VERSIONS=${NSC_SANITY_VERSIONS:-4.1 3}
 export NSC_GUEST_ONLY=${NSC_GUEST_ONLY:-}
 export NFS_GUEST_ENV="${NFS_GUEST_ENV:-} NSC_DRIVER NSC_GUEST_TEST CSI_SANITY NSC_SANITY_VERSIONS NSC_GUEST_ONLY"
-export NFS_GUEST_TIMEOUT=${NFS_GUEST_TIMEOUT:-720}   # a hang costs CI at most 12 min
+# the restart-mid-removal scenario's tree: NSC_REMOVAL_DIRS directories of 10 files (default 1000)
+[[ -n ${NSC_REMOVAL_DIRS:-} ]] && export NSC_REMOVAL_DIRS NFS_GUEST_ENV="$NFS_GUEST_ENV NSC_REMOVAL_DIRS"
+export NFS_GUEST_TIMEOUT=${NFS_GUEST_TIMEOUT:-900}   # a hang costs CI at most 15 min
 # the quota scenario: XFS/ext4 loop filesystems exported by the guest's kernel NFS server (their
 # images live on the guest's tmpfs, hence the memory)
 export NFS_GUEST_EXTRA_PKGS="${NFS_GUEST_EXTRA_PKGS:-} xfsprogs e2fsprogs nfs-kernel-server"
