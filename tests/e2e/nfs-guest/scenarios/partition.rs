@@ -7,7 +7,7 @@ use crate::class::{Class, dir_of, new_name, pod_target};
 use crate::csi::{Csi, DL, Timed, connect, until_ok};
 use crate::harness::record_deleted;
 use crate::link::{driver_threads, heal, partition, sample_threads};
-use crate::mounts::read_bounded;
+use crate::mounts::{mounted_at, read_bounded};
 use crate::{Env, Report, info};
 use nfs_subdir_csi::csi::pb;
 use std::collections::BTreeMap;
@@ -147,6 +147,15 @@ pub async fn partition_60s(env: &Env, rep: &mut Report) {
     }
     tokio::time::sleep(PARTITION.saturating_sub(cut_at.elapsed())).await;
     let at_end = driver_threads();
+    // the running pod's target is still its NFS mount (kubelet's re-publish must not detach it)
+    let still = mounted_at(&s.data_target);
+    rep.check(
+        "partition-running-target-kept",
+        still
+            .as_ref()
+            .is_some_and(|(fstype, _, _)| fstype.starts_with("nfs")),
+        format!("mounted at the end of the partition: {still:?}"),
+    );
     let healed = heal();
     let down_ms = cut_at.elapsed().as_millis();
     let _ = stop_tx.send(true);
