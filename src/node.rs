@@ -205,13 +205,22 @@ fn publish_blocking(
 ) -> Result<()> {
     let mounts = mountinfo::read().map_err(|e| Error::io("read mountinfo", e))?;
     let existing = mountinfo::at(&mounts, target);
-    // Mounted but stale (the directory was replaced on the server) or its server not answering:
-    // detach it (never blocks) and mount afresh below, as kubelet expects a usable target.
+    // Mounted but stale (the directory was replaced on the server): detach it (never blocks) and
+    // mount afresh below, as kubelet expects a usable target. Mounted but its server not answering
+    // (down, or cut off by the network): a fresh mount would not answer either, and a detach would
+    // leave a running pod's target an empty local directory (stats then report the node's own
+    // disk as healthy): the mount stays and the call answers UNAVAILABLE, for kubelet to retry.
     let existing = match existing.map(|_| nfs::probe(target, check)) {
-        Some(Err(why)) => {
-            tracing::warn!(target = %target.display(), %why, "target is mounted but unusable; detaching it and mounting again");
+        Some(Err(nfs::Unusable::Stale(why))) => {
+            tracing::warn!(target = %target.display(), %why, "target is mounted but stale; detaching it and mounting again");
             mount::unmount_all(target, true)?;
             None
+        }
+        Some(Err(nfs::Unusable::NoAnswer(why))) => {
+            return Err(Error::Unavailable(format!(
+                "{} is mounted but its server does not answer ({why}); kept as it is",
+                target.display()
+            )));
         }
         _ => existing,
     };

@@ -197,6 +197,16 @@ pub fn mount_nfs(m: &NfsMount<'_>, target: &Path) -> Result<String> {
     Err(mount_error(&source, target, last))
 }
 
+/// Why a mounted filesystem failed its [`probe`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unusable {
+    /// Its handles are stale (the directory was replaced on the server): a fresh mount helps.
+    Stale(String),
+    /// It did not answer in time or failed otherwise (its server down or cut off): a fresh mount
+    /// would not answer either.
+    NoAnswer(String),
+}
+
 /// Targets whose last [`probe`] has not come back yet.
 static PROBING: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
@@ -205,11 +215,13 @@ static PROBING: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 /// (ESTALE after the directory was replaced on the server, EIO, …) or does not answer in time.
 /// The call runs in a thread of its own, left behind if the server never answers; while a probe of
 /// `path` is still stuck, the next one reports it unresponsive at once instead of adding a thread.
-pub fn probe(path: &Path, within: Duration) -> std::result::Result<(), String> {
+pub fn probe(path: &Path, within: Duration) -> std::result::Result<(), Unusable> {
     {
         let mut probing = PROBING.lock().unwrap_or_else(|p| p.into_inner());
         if !probing.insert(path.to_owned()) {
-            return Err("an earlier check of it has not returned".into());
+            return Err(Unusable::NoAnswer(
+                "an earlier check of it has not returned".into(),
+            ));
         }
     }
     let (tx, rx) = std::sync::mpsc::channel();
@@ -226,15 +238,16 @@ pub fn probe(path: &Path, within: Duration) -> std::result::Result<(), String> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(path);
-        return Err(format!("cannot start a check: {e}"));
+        return Err(Unusable::NoAnswer(format!("cannot start a check: {e}")));
     }
     match rx.recv_timeout(within) {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("statfs: {e}")),
-        Err(_) => Err(format!(
+        Ok(Err(e @ Errno::ESTALE)) => Err(Unusable::Stale(format!("statfs: {e}"))),
+        Ok(Err(e)) => Err(Unusable::NoAnswer(format!("statfs: {e}"))),
+        Err(_) => Err(Unusable::NoAnswer(format!(
             "statfs did not answer within {} ms",
             within.as_millis()
-        )),
+        ))),
     }
 }
 
@@ -309,7 +322,11 @@ mod tests {
     fn probe_answers_for_a_live_directory() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(probe(dir.path(), Duration::from_secs(5)), Ok(()));
-        assert!(probe(&dir.path().join("missing"), Duration::from_secs(5)).is_err());
+        // only a stale handle asks for a fresh mount; anything else is no answer
+        assert!(matches!(
+            probe(&dir.path().join("missing"), Duration::from_secs(5)),
+            Err(Unusable::NoAnswer(_))
+        ));
     }
 
     #[test]

@@ -27,6 +27,21 @@ set -uo pipefail
 
 case ${NFS_GUEST_PHASE:-guest} in
   host-prepare)
+    # restart-mid-removal (scenarios/removal.rs): a volume directory holding 10,000 files in 1,000
+    # directories (NSC_REMOVAL_DIRS directories of 10 files), made here on the export itself
+    # (seconds, where the guest would take minutes); the scenario's CreateVolume adopts it.
+    if [[ -z ${NSC_GUEST_ONLY:-} || ,$NSC_GUEST_ONLY, == *,restart-mid-removal,* ]]; then
+      python3 - "$EXPORT_DIR/pvc-restart-mid-removal" "${NSC_REMOVAL_DIRS:-1000}" <<'PY' || fail "host-prepare-removal-tree"
+import os, sys
+root = sys.argv[1]
+for d in range(int(sys.argv[2])):
+    sub = os.path.join(root, f"d{d:04}")
+    os.makedirs(sub, exist_ok=True)
+    for f in range(10):
+        with open(os.path.join(sub, f"f{f}"), "w") as fh:
+            fh.write("x" * 100)
+PY
+    fi
     exit 0 ;;
   host-check)
     # Volumes the guest deleted (one name per line, written by main.rs): gone from the export itself.
@@ -42,6 +57,11 @@ case ${NFS_GUEST_PHASE:-guest} in
       done <"$list"
       if ((${#left[@]} == 0)); then pass "host-deleted-volume-dirs-gone" "$n checked on $EXPORT_DIR"
       else fail "host-deleted-volume-dirs-gone" "still there: ${left[*]}"; fi
+    fi
+    # restart-mid-removal: not one file of its 10,000-file tree is left anywhere on the export
+    if [[ -z ${NSC_GUEST_ONLY:-} || ,$NSC_GUEST_ONLY, == *,restart-mid-removal,* ]]; then
+      n=$(find "$EXPORT_DIR" -path '*/d[0-9][0-9][0-9][0-9]/f[0-9]' | wc -l)
+      if ((n == 0)); then pass "host-removal-tree-gone"; else fail "host-removal-tree-gone" "$n files of it left"; fi
     fi
     # Deleted directories go to the trash first and are removed in the background: all done by now.
     trash=$EXPORT_DIR/.nfs-subdir-csi/trash
@@ -93,12 +113,6 @@ start_driver() {  # SOCKET WORKDIR LOG [EXTRA FLAGS...]: start a driver, wait fo
   else echo "csi-suite: driver did not create $sock; log:" >&2; tail -20 "$log" >&2; return 1; fi
 }
 
-if ! DRIVER_PID=$(start_driver "$SOCK" "$W/work" "$DRIVER_LOG"); then
-  fail "driver-start"
-  exit 1
-fi
-pass "driver-start"
-
 # ---- 1. csi-sanity, once per NFS version, against the same driver process
 # The JUnit report goes through the csi-sanity suite's report.py: its allowlist of skips (only
 # capabilities the driver does not advertise) applies here too.
@@ -113,7 +127,7 @@ run_sanity() {  # VERS
   } >"$d/params.yaml"
   echo "csi-suite: csi-sanity NFSv$v: $(tr '\n' ' ' <"$d/params.yaml")"
   t=$(ms)
-  timeout 200 "$CSI_SANITY" --csi.endpoint "$SOCK" --csi.mountdir "$d/mnt" --csi.stagingdir "$d/stage" \
+  timeout "${NSC_SANITY_TIMEOUT:-200}" "$CSI_SANITY" --csi.endpoint "$SOCK" --csi.mountdir "$d/mnt" --csi.stagingdir "$d/stage" \
     --csi.testvolumeparameters "$d/params.yaml" \
     --csi.testvolumesize 1073741824 --csi.testvolumeexpandsize 2147483648 \
     --ginkgo.junit-report "$RESULTS/sanity-v$v.xml" --ginkgo.no-color \
@@ -132,6 +146,15 @@ run_sanity() {  # VERS
     pass "csi-sanity-nfsv$v"
   fi
 }
+
+# soak.sh sources this file for the functions above (start_driver, port_opts, run_sanity) only
+[[ ${NSC_SUITE_FUNCTIONS_ONLY:-} == 1 ]] && return 0
+
+if ! DRIVER_PID=$(start_driver "$SOCK" "$W/work" "$DRIVER_LOG"); then
+  fail "driver-start"
+  exit 1
+fi
+pass "driver-start"
 
 if [[ -n ${CSI_SANITY:-} ]]; then
   for v in ${NSC_SANITY_VERSIONS:-4.1 3}; do run_sanity "$v"; done
@@ -154,7 +177,7 @@ if [[ -n ${NSC_GUEST_TEST:-} ]]; then
     # NSC_GUEST_SUITE=1 it fails at once.
     NSC_GUEST_SUITE=1 NSC_SOCKET=$SOCK NSC_SOCKET2=$SOCK2 NSC_DRIVER_LOG=$DRIVER_LOG NSC_DRIVER_PID=$DRIVER_PID \
       NSC_PORT_OPTS_4="$(port_opts 4.1)" NSC_PORT_OPTS_3="$(port_opts 3)" \
-      timeout 300 "$NSC_GUEST_TEST" --ignored --exact nfs_guest_scenarios --nocapture --test-threads=1 2>&1 |
+      timeout 600 "$NSC_GUEST_TEST" --ignored --exact nfs_guest_scenarios --nocapture --test-threads=1 2>&1 |
       tee "$RESULTS/scenarios.log"
     rc=${PIPESTATUS[0]}
     echo "csi-suite: scenarios exited $rc after $(($(ms) - t)) ms"

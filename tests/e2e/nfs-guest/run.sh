@@ -12,7 +12,7 @@
 #        NSC_SANITY_VERSIONS ("4.1 3"), NSC_SKIP_SANITY=1,
 #        NSC_SKIP_SCENARIOS=1, NSC_GUEST_ONLY (comma list of scenarios: story, default-version,
 #        working-estale, node-stale-target, csi-driver-nfs, snapshot, server-down, server-restart,
-#        export-full, export-ro, export-squash, quota),
+#        export-full, export-ro, export-squash, restart-mid-removal, slow-server, partition, quota),
 #        and boot.sh's knobs (NFS_GUEST_TIMEOUT, NFS_GUEST_WORK, NFS_GUEST_QUIET, ...).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -56,7 +56,9 @@ fi
 export NSC_DRIVER NSC_GUEST_TEST CSI_SANITY NSC_SANITY_VERSIONS=${NSC_SANITY_VERSIONS:-4.1 3}
 export NSC_GUEST_ONLY=${NSC_GUEST_ONLY:-}
 export NFS_GUEST_ENV="${NFS_GUEST_ENV:-} NSC_DRIVER NSC_GUEST_TEST CSI_SANITY NSC_SANITY_VERSIONS NSC_GUEST_ONLY"
-export NFS_GUEST_TIMEOUT=${NFS_GUEST_TIMEOUT:-720}   # a hang costs CI at most 12 min
+# the restart-mid-removal scenario's tree: NSC_REMOVAL_DIRS directories of 10 files (default 1000)
+[[ -n ${NSC_REMOVAL_DIRS:-} ]] && export NSC_REMOVAL_DIRS NFS_GUEST_ENV="$NFS_GUEST_ENV NSC_REMOVAL_DIRS"
+export NFS_GUEST_TIMEOUT=${NFS_GUEST_TIMEOUT:-900}   # a hang costs CI at most 15 min
 # the quota scenario: XFS/ext4 loop filesystems exported by the guest's kernel NFS server (their
 # images live on the guest's tmpfs, hence the memory)
 export NFS_GUEST_EXTRA_PKGS="${NFS_GUEST_EXTRA_PKGS:-} xfsprogs e2fsprogs nfs-kernel-server"

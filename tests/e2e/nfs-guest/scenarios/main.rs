@@ -40,6 +40,13 @@
 //!   the squashed root cannot do is a visible backlog (log + nfs_subdir_csi_trash_* metrics) that
 //!   drains once the export stops squashing; All_Squash with Anonymous_Uid 999 deletes by itself.
 //!   These run on drivers of their own (fault_driver.rs) with /metrics.
+//! - restart-mid-removal (removal.rs): ganesha goes away for 15 s while the driver removes a
+//!   deleted volume's 10,000 files from the trash; the removal completes once it is back.
+//! - slow-server (netem.rs): create/publish/write/read/unpublish/delete cycles on a plain link,
+//!   with tc netem 100 ms delay and with 5 % loss; right results, median time per call printed.
+//! - partition (partition.rs, link.rs): every packet between guest and server dropped for 60 s;
+//!   every call answers within its deadline, the driver's threads stuck in the kernel are counted
+//!   and all come back; the same process serves afterwards.
 //! - quota (quota.rs): project quotas through the guest's kernel NFS server on XFS and ext4.
 //! - snapshot (snapshot.rs): a volume filled through a pod's mount is snapshotted and restored
 //!   (NFSv4.2 and v4.1) and cloned (v4.2); the new volumes hold the same tree; prints how the data
@@ -62,10 +69,14 @@ mod faults;
 mod harness;
 mod inflight;
 mod legacy;
+mod link;
 mod mounts;
+mod netem;
 mod outage;
+mod partition;
 mod quota;
 mod quota_crash;
+mod removal;
 mod secret;
 mod snapshot;
 mod squash;
@@ -230,6 +241,17 @@ async fn nfs_guest_scenarios() {
         step("server-restart");
         outage::server_restart(&env, &mut rep).await;
     }
+    if run("restart-mid-removal") {
+        step("restart-mid-removal");
+        removal::restart_mid_removal(&env, &mut rep).await;
+    }
+    if run("slow-server") {
+        step("slow-server");
+        netem::slow_server(&env, &mut rep).await;
+    }
+    if run("partition") {
+        step("partition");
+        partition::partition_60s(&env, &mut rep).await;
     if run("export-full") {
         step("export-full");
         faults::export_full(&env, &mut rep).await;
