@@ -18,7 +18,9 @@
 # trees against the source (listing with modes, owners, sizes, links, mtimes; file checksums).
 # Probes: does each server take FICLONE (cp --reflink=always; CLONE count)?
 # Environment (forwarded by snapshot-bench.sh): NSC_DRIVER NSC_SNAP_BENCH_BIN NSC_SNAP_BENCH_FILES
-# NSC_SNAP_BENCH_MIB NSC_SNAP_BENCH_REPS NSC_SNAP_BENCH_SERVERS. Results: $RESULTS/snapshot-bench.txt
+# NSC_SNAP_BENCH_MIB NSC_SNAP_BENCH_REPS NSC_SNAP_BENCH_SERVERS (NAME or NAME:REPS each),
+# NSC_SNAP_BENCH_NFSD_METHODS (default "copy tar.zst tar.gz"), NSC_SNAP_BENCH_TREE (the tree made
+# on the host, copied in with cp -a; empty: snapshot-tree.py runs here). Results: $RESULTS/snapshot-bench.txt
 # (raw lines "row <server> <rep> <method> <snap_s> <restore_s> <archive_bytes> ...") and the table
 # that snapshot-bench-table.py prints from them.
 # No `set -e`: every step is reported and the run goes on.
@@ -29,7 +31,8 @@ set -uo pipefail
 W=/tmp/sb
 SOCK=$W/csi.sock
 OUT=$RESULTS/snapshot-bench.txt
-FILES=${NSC_SNAP_BENCH_FILES:-2000} MIB=${NSC_SNAP_BENCH_MIB:-32} REPS=${NSC_SNAP_BENCH_REPS:-3}
+FILES=${NSC_SNAP_BENCH_FILES:-2000} MIB=${NSC_SNAP_BENCH_MIB:-32} REPS_ALL=${NSC_SNAP_BENCH_REPS:-3}
+NFSD_METHODS=${NSC_SNAP_BENCH_NFSD_METHODS:-copy tar.zst tar.gz}
 SERVERS=${NSC_SNAP_BENCH_SERVERS:-ganesha-4.2 ganesha-4.1 nfsd-xfs-4.2}
 BIN=$NSC_SNAP_BENCH_BIN
 mkdir -p $W
@@ -38,7 +41,7 @@ say() { echo "snapshot-bench: $*"; }
 rec() { echo "$*" >>"$OUT"; echo "snapshot-bench: $*"; }
 secs() { local d=$(($(ms) - $1)); printf '%d.%03d' $((d / 1000)) $((d % 1000)); }
 cold() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-rec "env kernel=$(uname -r) cpus=$(nproc) mem_mib=$(($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024)) files=$FILES big_mib=$MIB reps=$REPS"
+rec "env kernel=$(uname -r) cpus=$(nproc) mem_mib=$(($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024)) files=$FILES big_mib=$MIB reps=$REPS_ALL"
 
 # nfs_ops MOUNTPOINT_PREFIX VERS SERVER: "READ WRITE COPY CLONE TOTAL" op counts of the first NFS
 # mount of SERVER below the prefix with that version (mounts sharing a superblock show the same).
@@ -48,6 +51,19 @@ nfs_ops() {
     on && /^[[:space:]]*opts:/ { ok = index($2 ",", v) > 0; if (ok) found = 1; next }
     on && ok && /^[[:space:]]*[A-Z_]+: [0-9]/ { op = $1; sub(":", "", op); n[op] = $2; tot += $2 }
     END { printf "%d %d %d %d %d\n", n["READ"], n["WRITE"], n["COPY"], n["CLONE"], tot }' /proc/self/mountstats
+}
+# nfs_ops_all MOUNTPOINT_PREFIX VERS SERVER: "OP=count ..." for every op of that mount
+nfs_ops_all() {
+  awk -v p="$1" -v v="vers=$2," -v s="$3:" '
+    /^device / { if (found) exit; on = index($5, p) == 1 && index($2, s) == 1 && $0 ~ /fstype nfs/; ok = 0; next }
+    on && /^[[:space:]]*opts:/ { ok = index($2 ",", v) > 0; if (ok) found = 1; next }
+    on && ok && /^[[:space:]]*[A-Z_]+: [0-9]/ { op = $1; sub(":", "", op); printf "%s=%s ", op, $2 }' /proc/self/mountstats
+}
+ops_detail() {  # BEFORE AFTER (nfs_ops_all) → the ops that changed, most first
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    n = split(a, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); was[kv[1]] = kv[2] }
+    n = split(b, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); d = kv[2] - was[kv[1]]; if (d > 0) print d, kv[1] }
+  }' | sort -rn | awk '{ printf "%s=%s ", $2, $1 }'
 }
 ops_delta() {  # BEFORE AFTER → "read=… write=… copy=… clone=… ops=…"
   local -a a=($1) b=($2)
@@ -112,7 +128,11 @@ bench() {
   vol=$("$BIN" volume "src-$label" "$mo") || { fail "$label-source-volume"; return; }
   sub=$(cut -d'#' -f4 <<<"$vol") src=$mnt/$sub
   t=$(ms)
-  python3 "$NFS_GUEST_DIR/snapshot-tree.py" "$src/tree" "$FILES" "$MIB" || { fail "$label-fill"; return; }
+  if [[ -n ${NSC_SNAP_BENCH_TREE:-} ]]; then  # made on the host by snapshot-bench.sh (faster than here)
+    cp -a --sparse=always "$NSC_SNAP_BENCH_TREE" "$src/tree" || { fail "$label-fill"; return; }
+  else
+    python3 "$NFS_GUEST_DIR/snapshot-tree.py" "$src/tree" "$FILES" "$MIB" || { fail "$label-fill"; return; }
+  fi
   sync
   rec "tree $label entries=$(find "$src" | wc -l) apparent_kib=$(du -sk --apparent-size "$src" | cut -f1) allocated_kib=$(du -sk "$src" | cut -f1) fill_s=$(secs "$t")"
   local want_list want_sums
@@ -125,13 +145,13 @@ bench() {
   after=$(nfs_ops "$mnt" "$vers" "$server")
   rec "probe $label ficlone rc=$prc $(ops_delta "$before" "$after") ${err:+err=\"${err##*: }\"}"
   rm -f "$mnt/reflink-probe"
-  local rep m s r size id rid ops used0 used1 used2 summ okl oks
+  local rep m s r size id rid ops used0 used1 used2 summ okl oks all0 all1 dst
   for rep in $(seq "$REPS"); do
-    for m in copy tar.zst tar.gz; do
+    for m in ${METHODS:-copy tar.zst tar.gz}; do
       cold
       used0=$(used_kib "$dfpath")
       if [[ $m == tar.gz ]]; then
-        before=$(nfs_ops "$mnt" "$vers" "$server")
+        before=$(nfs_ops "$mnt" "$vers" "$server") all0=$(nfs_ops_all "$mnt" "$vers" "$server")
         mkdir -p "$mnt/gz-$rep"
         t=$(ms)
         tar -C "$src" -czf "$mnt/gz-$rep/$sub.tar.gz" . || fail "$label-$rep-tar-czf"
@@ -144,10 +164,10 @@ bench() {
           fail "$label-$rep-tar-xzf"
         sync
         r=$(secs "$t") used2=$(used_kib "$dfpath")
-        after=$(nfs_ops "$mnt" "$vers" "$server")
+        after=$(nfs_ops "$mnt" "$vers" "$server") all1=$(nfs_ops_all "$mnt" "$vers" "$server")
         ops=$(ops_delta "$before" "$after") summ=- rid=- dst=$mnt/gz-restore-$rep
       else
-        before=$(nfs_ops "$W/work" "$vers" "$server")
+        before=$(nfs_ops "$W/work" "$vers" "$server") all0=$(nfs_ops_all "$W/work" "$vers" "$server")
         read -r s size id < <("$BIN" snap "$m" "$vol" "snap-$label-$m-$rep") || { fail "$label-$rep-$m-snapshot"; continue; }
         used1=$(used_kib "$dfpath")
         summ=
@@ -156,11 +176,12 @@ bench() {
         cold
         read -r r rid < <("$BIN" restore "$id" "restore-$label-$m-$rep" "$mo") || { fail "$label-$rep-$m-restore"; continue; }
         used2=$(used_kib "$dfpath")
-        after=$(nfs_ops "$W/work" "$vers" "$server")
+        after=$(nfs_ops "$W/work" "$vers" "$server") all1=$(nfs_ops_all "$W/work" "$vers" "$server")
         ops=$(ops_delta "$before" "$after") dst=$mnt/$(cut -d'#' -f4 <<<"$rid")
       fi
       rec "row $label $rep $m $s $r $size snap_added_kib=$((used1 - used0)) restore_added_kib=$((used2 - used1)) $ops ${summ:+engine=$summ}"
       if ((rep == 1)); then
+        rec "ops $label $m $(ops_detail "$all0" "$all1")"
         okl=$( [[ $(listing "$dst") == "$want_list" ]] && echo same || echo DIFFERENT)
         oks=$( [[ $(sums "$dst") == "$want_sums" ]] && echo same || echo DIFFERENT)
         if [[ $okl$oks == samesame ]]; then pass "$label-$m-restored-tree-equal"
@@ -184,11 +205,14 @@ bench() {
   umount "$mnt"
 }
 
-for srv in $SERVERS; do
+# each entry of SERVERS is NAME or NAME:REPS (repetitions for that server)
+for entry in $SERVERS; do
+  srv=${entry%%:*} REPS=$REPS_ALL
+  [[ $entry == *:* ]] && REPS=${entry#*:}
   case $srv in
     ganesha-4.2) bench "$srv" "$NFS_SERVER" "$NFS_SHARE" 4.2 "" ;;
     ganesha-4.1) bench "$srv" "$NFS_SERVER" "$NFS_SHARE" 4.1 "" ;;
-    nfsd-xfs-4.2) nfsd_setup && bench "$srv" 127.0.0.1 /xfs 4.2 /tmp/sbn/xfs ;;
+    nfsd-xfs-4.2) nfsd_setup && METHODS=$NFSD_METHODS bench "$srv" 127.0.0.1 /xfs 4.2 /tmp/sbn/xfs ;;
     *) fail "unknown-server" "$srv" ;;
   esac
 done
