@@ -96,7 +96,10 @@ async fn restore(ctl: &mut ControllerClient<Channel>, snap: &str, name: &str, mo
     loop {
         match ctl.create_volume(req(r.clone())).await {
             Ok(v) => {
-                let v = v.into_inner().volume.ok_or("CreateVolume returned no volume")?;
+                let v = v
+                    .into_inner()
+                    .volume
+                    .ok_or("CreateVolume returned no volume")?;
                 println!("{:.3} {}", t.elapsed().as_secs_f64(), v.volume_id);
                 return Ok(());
             }
