@@ -8,15 +8,26 @@
 # Knobs: NSC_SNAP_BENCH_FILES (small files, default 2000), NSC_SNAP_BENCH_MIB (size of each of the two
 #        big files, default 32), NSC_SNAP_BENCH_REPS (default 3), NSC_SNAP_BENCH_SERVERS (default
 #        "ganesha-4.2 ganesha-4.1 nfsd-xfs-4.2"; NAME:REPS sets one server's repetitions),
-#        NSC_SNAP_BENCH_NFSD_METHODS (default "copy tar.zst tar.gz"), and boot.sh's (NFS_GUEST_TIMEOUT, NFS_GUEST_WORK, ...).
+#        NSC_SNAP_BENCH_NFSD_METHODS (default "copy tar.zst tar.gz"), NSC_SNAP_BENCH_DEV=1 (build
+#        with the dev profile, opt-level 3 for this crate, tar and zstd, instead of --release), and boot.sh's (NFS_GUEST_TIMEOUT, NFS_GUEST_WORK, ...).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 REPO=$(cd "$HERE/../../.." && pwd -P)
 cd "$REPO"
 [[ $(id -u) == 0 ]] || { echo "snapshot-bench: must run as root (ganesha, namespaces, mounts)" >&2; exit 2; }
 export PATH=$PATH:$HOME/.cargo/bin
-cargo build --release --bin nfs-subdir-csi --example snapshot_bench
-export NSC_DRIVER=$REPO/target/release/nfs-subdir-csi NSC_SNAP_BENCH_BIN=$REPO/target/release/examples/snapshot_bench
+if [[ ${NSC_SNAP_BENCH_DEV:-} == 1 ]]; then
+  # the dev profile's warm dependencies, with the data paths (this crate, tar, zstd) at opt-level 3:
+  # minutes instead of the release build's hour on a loaded 2-core machine
+  opt=()
+  for p in nfs-subdir-csi tar zstd zstd-safe zstd-sys; do opt+=(--config "profile.dev.package.$p.opt-level=3"); done
+  cargo build "${opt[@]}" --bin nfs-subdir-csi --example snapshot_bench
+  out=$REPO/target/debug
+else
+  cargo build --release --bin nfs-subdir-csi --example snapshot_bench
+  out=$REPO/target/release
+fi
+export NSC_DRIVER=$out/nfs-subdir-csi NSC_SNAP_BENCH_BIN=$out/examples/snapshot_bench
 export NSC_SNAP_BENCH_FILES=${NSC_SNAP_BENCH_FILES:-2000} NSC_SNAP_BENCH_MIB=${NSC_SNAP_BENCH_MIB:-32}
 export NSC_SNAP_BENCH_REPS=${NSC_SNAP_BENCH_REPS:-3}
 export NSC_SNAP_BENCH_SERVERS=${NSC_SNAP_BENCH_SERVERS:-ganesha-4.2 ganesha-4.1 nfsd-xfs-4.2}
