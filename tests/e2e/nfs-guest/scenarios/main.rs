@@ -252,6 +252,7 @@ async fn nfs_guest_scenarios() {
     if run("partition") {
         step("partition");
         partition::partition_60s(&env, &mut rep).await;
+    }
     if run("export-full") {
         step("export-full");
         faults::export_full(&env, &mut rep).await;
