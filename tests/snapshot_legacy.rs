@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::snap::{assert_same_tree_archived, from_req, raw, snap_src};
+use common::snap::{assert_same_tree_archived, from_req, raw, snap_src, tar_into};
 use common::{Driver, create, eventually, ls};
 use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -157,11 +157,7 @@ async fn hostile_or_missing_csi_driver_nfs_snapshots_touch_nothing() {
 
 fn gz(entries: &[(tar::Header, &[u8])]) -> Vec<u8> {
     let enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut b = tar::Builder::new(enc);
-    for (h, data) in entries {
-        b.append(h, *data).unwrap();
-    }
-    b.into_inner().unwrap().finish().unwrap()
+    tar_into(enc, entries).finish().unwrap()
 }
 
 #[tokio::test]

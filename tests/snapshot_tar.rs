@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::snap::{assert_same_tree_archived, from_req, kill9_while_cutting, raw, snap_src};
+use common::snap::{
+    assert_same_tree_archived, from_req, kill9_while_cutting, raw, snap_src, tar_into,
+};
 use common::{Driver, create, eventually, ls};
 use nfs_subdir_csi::csi::pb::{self, controller_client::ControllerClient};
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
@@ -109,11 +111,9 @@ async fn a_tar_zst_restore_keeps_the_tree_and_its_metadata() {
 }
 
 fn hostile(entries: &[(tar::Header, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(zstd::Encoder::new(Vec::new(), 1).unwrap());
-    for (h, data) in entries {
-        b.append(h, *data).unwrap();
-    }
-    b.into_inner().unwrap().finish().unwrap()
+    tar_into(zstd::Encoder::new(Vec::new(), 1).unwrap(), entries)
+        .finish()
+        .unwrap()
 }
 
 #[tokio::test]

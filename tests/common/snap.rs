@@ -201,3 +201,13 @@ pub fn raw(name: &[u8], kind: tar::EntryType, link: &[u8], size: u64) -> tar::He
     h.set_cksum();
     h
 }
+
+/// `entries` (headers from [`raw`] and their data) written as a tar stream into `out` (a
+/// compressor, or a plain buffer), which is handed back for the caller to finish.
+pub fn tar_into<W: std::io::Write>(out: W, entries: &[(tar::Header, &[u8])]) -> W {
+    let mut b = tar::Builder::new(out);
+    for (h, data) in entries {
+        b.append(h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
