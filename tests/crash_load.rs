@@ -178,6 +178,7 @@ async fn kill_nine_under_load_loses_nothing() {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
             now.unwrap().as_nanos() as u64 | 1
         });
+    println!("crash-load: seed {seed} (NSC_CRASH_SEED repeats the clients' choices)");
     let mut driver = Driver::start(&[]).await;
     let (share, socket) = (driver.share(), driver.socket());
     let pods = driver.dir.path().join("pods");
