@@ -135,6 +135,24 @@ fn contained(path: &Path) -> bool {
         .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
+/// True when an unpack error (the tar crate wraps the filesystem's) is a full filesystem or quota.
+fn full(e: &io::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        {
+            return true;
+        }
+        cur = err.source().or_else(|| {
+            err.downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|inner| inner as &(dyn std::error::Error + 'static))
+        });
+    }
+    false
+}
+
 fn refuse(path: &Path, why: &str) -> Error {
     Error::FailedPrecondition(format!(
         "snapshot archive refused: entry {:?} {why}",
@@ -304,6 +322,13 @@ fn unpack_tar(stream: impl io::Read, dst: &OwnedFd, cancel: &AtomicBool) -> Resu
         match entry.unpack_in(&base) {
             Ok(true) => {}
             Ok(false) => return Err(refuse(&path, "leaves the volume")),
+            Err(e) if full(&e) => {
+                // The share filled up: not the archive's fault (RESOURCE_EXHAUSTED, not refused).
+                let path = path.display();
+                return Err(Error::NoSpace(format!(
+                    "unpack {path}: the share is full ({e})"
+                )));
+            }
             Err(e) => {
                 // The tar crate's error says what it did; its source says why it failed.
                 let why = std::error::Error::source(&e)
