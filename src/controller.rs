@@ -5,7 +5,7 @@ use crate::blocking;
 use crate::error::{Error, Result};
 use crate::guard::Locks;
 use crate::metrics::{Metrics, VolumeAction};
-use crate::share::{Created, RootCache, ShareRoot, Shares, TrashEntry};
+use crate::share::{Created, RootCache, ShareRoot, Shares};
 use crate::volume::params::Defaults;
 use crate::volume::{CreateParams, Params, ShareSpec, SubDir, VolumeContext, VolumeId};
 use std::collections::HashSet;
@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod purge;
 mod query;
 mod quota;
 
@@ -64,6 +65,8 @@ pub struct Volumes {
     met: Mutex<HashSet<ShareSpec>>,
     roots: RootCache,
     metrics: Metrics,
+    /// Removes trashed directories in the background, one bounded pool at a time.
+    purger: Arc<purge::Purger>,
     /// Project quotas on the shares' filesystems this machine reaches.
     quotas: crate::quota::Quotas,
     /// A fault injected at start-up (tests only; see [`Fault`]).
@@ -84,6 +87,7 @@ impl Volumes {
             umask: 0,
             met: Mutex::default(),
             roots: RootCache::default(),
+            purger: Arc::new(purge::Purger::new(metrics.clone())),
             metrics,
             quotas: Default::default(),
             fault: None,
@@ -175,6 +179,7 @@ impl Volumes {
     /// After a restart, removes in the background what an earlier run left in a share's trash.
     fn sweep_trash(&self, spec: &ShareSpec, deadline: Duration) {
         let (shares, spec, metrics) = (self.shares.clone(), spec.clone(), self.metrics.clone());
+        let purger = self.purger.clone();
         tokio::spawn(async move {
             let Ok(root) = shares.root(&spec, deadline).await else {
                 return;
@@ -187,7 +192,7 @@ impl Volumes {
                 Ok(entries) => {
                     metrics.trash_entries_add(entries.len() as f64);
                     for entry in entries {
-                        purge_in_background(entry, metrics.clone());
+                        purger.purge(entry);
                     }
                 }
                 Err(e) => tracing::warn!(share = %spec, error = %e, "cannot list trash"),
@@ -270,23 +275,6 @@ impl Volumes {
 
 #[path = "controller_release.rs"]
 mod release;
-
-fn purge_in_background(entry: TrashEntry, metrics: Metrics) {
-    tokio::task::spawn_blocking(move || {
-        let name = entry.name().to_owned();
-        match entry.purge() {
-            Ok(n) => {
-                tracing::debug!(trash = %name, entries = n, "trash entry removed");
-                metrics.trash_removed();
-                metrics.trash_entries_add(-1.0);
-            }
-            Err(e) => {
-                tracing::warn!(trash = %name, error = %e, "trash entry not removed; retried at next start");
-                metrics.trash_removal_failed(&format!("{e:?}"));
-            }
-        }
-    });
-}
 
 /// The per-volume guard's key.
 pub(crate) fn lock_key(share: &ShareSpec, sub: &SubDir) -> String {
