@@ -3,9 +3,11 @@
 //! over 10,000 volumes, and the cost of metrics: Probe and CreateVolume with `--http-address` set
 //! (metrics on, scraped) against two drivers side by side, plus idle RSS with the HTTP server in.
 //! Prints medians and ratios; asserts nothing about time (machines are noisy).
+//! The scale rows (ListVolumes over all pages, start with a full trash) are in `scale/`.
 //! Run: `cargo bench --bench local` (`NSC_BENCH_VOLUMES` changes the 10,000).
 
 mod common;
+mod scale;
 
 use common::{median, percentile};
 use nfs_subdir_csi::csi::client::mount_capability;
@@ -116,12 +118,20 @@ async fn main() {
         "process start -> first Probe answer: median {:?} (7 runs)",
         median(&starts)
     );
+    println!(
+        "ROW Local: start to first Probe, empty share | {:.1?} | <= 20 ms",
+        median(&starts)
+    );
 
     let r = start(dir.path()).await;
     let pid = r.child.id();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = rss_kib(pid);
     println!("idle RSS: {:.1} MB", idle as f64 / 1024.0);
+    println!(
+        "ROW Local: idle RSS | {:.1} MB | <= 9 MB",
+        idle as f64 / 1024.0
+    );
 
     let mut id = IdentityClient::new(r.channel.clone());
     let mut ctl = ControllerClient::new(r.channel.clone());
@@ -156,6 +166,10 @@ async fn main() {
     println!(
         "CreateVolume p50 {c:?} p99 {:?}  ({:.2}x Probe)",
         percentile(&create, 0.99),
+        c.as_secs_f64() / p.as_secs_f64()
+    );
+    println!(
+        "ROW Local: CreateVolume p50 vs Probe p50 | {c:.0?} vs {p:.0?} = {:.2}x | <= 2x",
         c.as_secs_f64() / p.as_secs_f64()
     );
     println!(
@@ -210,6 +224,11 @@ async fn main() {
         (after as f64 - before as f64) / 1024.0
     );
     stop(r);
+    println!(
+        "ROW Scale: RSS growth over {volumes} CreateVolume, local share | {:.2} MiB | < 2 MiB",
+        (after as f64 - before as f64) / 1024.0
+    );
+    scale::rows(dir.path(), volumes + 2 * n).await;
     metrics_cost().await;
 }
 

@@ -5,17 +5,17 @@ use crate::blocking;
 use crate::error::{Error, Result};
 use crate::guard::Locks;
 use crate::metrics::{Metrics, VolumeAction};
-use crate::share::{Created, RootCache, ShareRoot, Shares, TrashEntry};
+use crate::share::{Created, RootCache, ShareRoot, Shares};
 use crate::volume::params::Defaults;
 use crate::volume::{
     CreateParams, Params, SecretOptions, ShareSpec, SubDir, VolumeContext, VolumeId,
 };
-use nix::errno::Errno;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod purge;
 mod query;
 mod quota;
 
@@ -69,6 +69,8 @@ pub struct Volumes {
     met: Mutex<HashSet<ShareSpec>>,
     roots: RootCache,
     metrics: Metrics,
+    /// Removes trashed directories in the background, one bounded pool at a time.
+    purger: Arc<purge::Purger>,
     /// Project quotas on the shares' filesystems this machine reaches.
     quotas: crate::quota::Quotas,
     /// A fault injected at start-up (tests only; see [`Fault`]).
@@ -89,6 +91,7 @@ impl Volumes {
             umask: 0,
             met: Mutex::default(),
             roots: RootCache::default(),
+            purger: Arc::new(purge::Purger::new(metrics.clone())),
             metrics,
             quotas: Default::default(),
             fault: None,
@@ -180,6 +183,7 @@ impl Volumes {
     /// After a restart, removes in the background what an earlier run left in a share's trash.
     fn sweep_trash(&self, spec: &ShareSpec, deadline: Duration) {
         let (shares, spec, metrics) = (self.shares.clone(), spec.clone(), self.metrics.clone());
+        let purger = self.purger.clone();
         tokio::spawn(async move {
             let Ok(root) = shares.root(&spec, deadline).await else {
                 return;
@@ -192,7 +196,7 @@ impl Volumes {
                 Ok(entries) => {
                     metrics.trash_entries_add(entries.len() as f64);
                     for entry in entries {
-                        purge_in_background(entry, metrics.clone());
+                        purger.purge(entry);
                     }
                 }
                 Err(e) => tracing::warn!(share = %spec, error = %e, "cannot list trash"),
@@ -276,49 +280,6 @@ impl Volumes {
 
 #[path = "controller_release.rs"]
 mod release;
-
-/// The first wait before a trash entry that could not be removed is tried again; it doubles up
-/// to [`PURGE_RETRY_MAX`]. A refusal (root_squash, a read-only export) or an unreachable server
-/// is fixed by someone else: the backlog then drains without a restart.
-const PURGE_RETRY_FIRST: Duration = Duration::from_secs(2);
-/// The longest wait between two tries at one trash entry.
-const PURGE_RETRY_MAX: Duration = Duration::from_secs(120);
-
-fn purge_in_background(entry: TrashEntry, metrics: Metrics) {
-    let entry = Arc::new(entry);
-    tokio::spawn(async move {
-        let mut wait = PURGE_RETRY_FIRST;
-        loop {
-            let e = entry.clone();
-            let Ok(done) = tokio::task::spawn_blocking(move || e.purge()).await else {
-                return; // the runtime is shutting down; the next start sweeps the trash
-            };
-            let name = entry.name();
-            let err = match done {
-                Ok(n) => {
-                    tracing::debug!(trash = %name, entries = n, "trash entry removed");
-                    metrics.trash_removed();
-                    metrics.trash_entries_add(-1.0);
-                    return;
-                }
-                Err(err) => err,
-            };
-            let hint = match err {
-                Errno::EACCES | Errno::EPERM => {
-                    "the server refuses the removal (root_squash and files of another owner?): \
-                     export with no_root_squash, or all_squash with anonuid owning the data"
-                }
-                Errno::EROFS => "the share is read-only: export it read-write",
-                _ => "",
-            };
-            tracing::warn!(trash = %name, error = %err, retry_in_s = wait.as_secs(), hint,
-                "trash entry not removed; it stays in the trash backlog and is tried again");
-            metrics.trash_removal_failed(&format!("{err:?}"));
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(PURGE_RETRY_MAX);
-        }
-    });
-}
 
 /// The per-volume guard's key.
 pub(crate) fn lock_key(share: &ShareSpec, sub: &SubDir) -> String {

@@ -2,7 +2,7 @@
 //! the archive naming of the tool that made it (this driver, csi-driver-nfs, or
 //! nfs-subdir-external-provisioner).
 
-use super::{Volumes, lock_key, purge_in_background};
+use super::{Volumes, lock_key};
 use crate::error::{Error, Result};
 use crate::metrics::VolumeAction;
 use crate::volume::legacy::{ArchiveNaming, Disposal};
@@ -60,7 +60,7 @@ impl Volumes {
             (_, Some(entry)) => {
                 self.metrics.volume(VolumeAction::Deleted);
                 self.metrics.trash_entries_add(1.0);
-                purge_in_background(entry, self.metrics.clone());
+                self.purger.purge(entry);
             }
             (OnDelete::Archive, None) => self.metrics.volume(VolumeAction::Archived),
             (OnDelete::Retain, None) => self.metrics.volume(VolumeAction::Retained),

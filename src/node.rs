@@ -8,7 +8,9 @@ use crate::metrics::{Metrics, MountOp};
 use crate::mount::{self, mountinfo, nfs};
 use crate::share::{FsStats, ShareRoot, root::statvfs_fd};
 use crate::volume::{VolumeContext, VolumeId, add_mount_options, context};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A NodePublishVolume request, validated.
@@ -50,12 +52,25 @@ fn source_of(
     Ok(source)
 }
 
+/// An NFS volume this process mounted at a target: what was asked for (server, path, options), so
+/// that another target of the same volume (a second pod) gets a bind mount of it instead of a new
+/// NFS mount and its round trips. Forgotten at unpublish; empty after a restart (then new targets
+/// get NFS mounts of their own, as before).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Made {
+    key: String,
+    read_only: bool,
+}
+
+type MadeMounts = Arc<Mutex<HashMap<PathBuf, Made>>>;
+
 /// The node service's state.
 #[derive(Debug)]
 pub struct Node {
     node_id: String,
     locks: Locks,
     metrics: Metrics,
+    made: MadeMounts,
 }
 
 impl Node {
@@ -65,6 +80,7 @@ impl Node {
             node_id,
             locks: Locks::default(),
             metrics,
+            made: MadeMounts::default(),
         }
     }
 
@@ -82,10 +98,16 @@ impl Node {
         // A target already mounted gets a quarter of the time to prove it still answers.
         let check = (deadline / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
         let started = Instant::now();
+        let made = self.made.clone();
         let result = blocking::run(&what, deadline, move || {
             let _held = guard;
             let target = absolute_target(&target)?;
-            publish_blocking(&source, &target, req.read_only, req.single_writer, check)
+            let how = How {
+                read_only: req.read_only,
+                single_writer: req.single_writer,
+                check,
+            };
+            publish_blocking(&source, &target, &how, &made)
         })
         .await;
         self.metrics.node_mount(MountOp::Mount, started.elapsed());
@@ -113,6 +135,7 @@ impl Node {
         let unmounted = self.unmount(&target, left()).await;
         self.metrics.node_mount(MountOp::Unmount, started.elapsed());
         unmounted?;
+        lock(&self.made).remove(&target);
         let t = target.clone();
         let wait = left().max(Duration::from_millis(100));
         blocking::run("remove target", wait, move || {
@@ -196,13 +219,24 @@ fn absolute_target(target: &Path) -> Result<PathBuf> {
     Ok(parent.join(name))
 }
 
-fn publish_blocking(
-    source: &VolumeContext,
-    target: &Path,
+/// How to publish: read-only, single writer, and how long a mounted target may take to answer.
+struct How {
     read_only: bool,
     single_writer: bool,
     check: Duration,
+}
+
+fn lock(made: &MadeMounts) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Made>> {
+    made.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn publish_blocking(
+    source: &VolumeContext,
+    target: &Path,
+    how: &How,
+    made: &MadeMounts,
 ) -> Result<()> {
+    let (read_only, check) = (how.read_only, how.check);
     let mounts = mountinfo::read().map_err(|e| Error::io("read mountinfo", e))?;
     let existing = mountinfo::at(&mounts, target);
     // Mounted but stale (the directory was replaced on the server): detach it (never blocks) and
@@ -255,8 +289,12 @@ fn publish_blocking(
             read_only,
             bounded: false,
         };
-        let vers = nfs::mount_nfs(&m, target)?;
-        tracing::info!(target = %target.display(), vers, "NFS volume mounted");
+        let key = format!("{}\0{path}\0{:?}", m.server, m.options);
+        if !bind_same_volume(made, &mounts, &key, target, read_only, check) {
+            let vers = nfs::mount_nfs(&m, target)?;
+            tracing::info!(target = %target.display(), vers, "NFS volume mounted");
+        }
+        lock(made).insert(target.to_owned(), Made { key, read_only });
     } else {
         let root = ShareRoot::open(Path::new(&source.share.path))?;
         let dir = match &source.sub_dir {
@@ -265,7 +303,7 @@ fn publish_blocking(
         };
         mount::bind_volume(&dir, target, read_only)?;
     }
-    if single_writer {
+    if how.single_writer {
         refuse_second_writer(target)?;
     }
     match source.mount_permissions {
@@ -275,6 +313,44 @@ fn publish_blocking(
         }),
         _ => Ok(()),
     }
+}
+
+/// Serves `target` with a bind mount of another target where this process mounted the same
+/// volume (`key`) and which still holds that mount and answers (a stale or dead one is skipped);
+/// false when there is none, and the caller mounts afresh.
+fn bind_same_volume(
+    made: &MadeMounts,
+    mounts: &[mountinfo::Mount],
+    key: &str,
+    target: &Path,
+    read_only: bool,
+    check: Duration,
+) -> bool {
+    let candidates: Vec<PathBuf> = lock(made)
+        .iter()
+        .filter(|(at, m)| m.key == key && (read_only || !m.read_only) && at.as_path() != target)
+        .map(|(at, _)| at.clone())
+        .collect();
+    for from in candidates {
+        let Some(m) = mountinfo::at(mounts, &from) else {
+            continue;
+        };
+        if !m.fstype.starts_with("nfs") || (!read_only && (m.read_only() || m.super_read_only())) {
+            continue;
+        }
+        if let Err(why) = nfs::probe(&from, check) {
+            tracing::debug!(from = %from.display(), ?why, "not bound from a target that does not answer");
+            continue;
+        }
+        match mount::bind_existing(&from, m.id, target, read_only) {
+            Ok(()) => {
+                tracing::info!(target = %target.display(), from = %from.display(), "NFS volume bound from another target of it");
+                return true;
+            }
+            Err(e) => tracing::debug!(from = %from.display(), error = %e, "not bound"),
+        }
+    }
+    false
 }
 
 /// Gives the mount point `target` the mode `mode` unless it already has it (csi-driver-nfs's

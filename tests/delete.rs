@@ -194,6 +194,16 @@ async fn a_trash_entry_that_cannot_be_removed_is_tried_again_until_it_can() {
     );
     let left = ls(&trash);
     assert_eq!(left.len(), 1, "{left:?}");
+    // The entry waiting for its next try does not hold up the removals queued behind it.
+    let other = create(&mut c, "pvc-after", GIB, &[]).await;
+    std::fs::write(d.share().join("pvc-after/data"), "x").unwrap();
+    delete(&mut c, &other.volume_id).await;
+    assert!(
+        eventually(|| ls(&trash) == left).await,
+        "the later entry is not removed while the first waits: {:?}\n{}",
+        ls(&trash),
+        d.log()
+    );
     nix::mount::umount2(
         &trash.join(&left[0]).join("mnt"),
         nix::mount::MntFlags::MNT_DETACH,
@@ -204,5 +214,55 @@ async fn a_trash_entry_that_cannot_be_removed_is_tried_again_until_it_can() {
         "not retried: {:?}\n{}",
         ls(&trash),
         d.log()
+    );
+}
+
+/// A wide tree (subdirectories and slices of files shared among the removal's workers) with
+/// read-only parts and planted symlinks, and many entries left in the trash by a crash: the
+/// bounded parallel removal empties the trash and touches nothing outside it.
+#[tokio::test]
+async fn the_parallel_removal_empties_wide_trees_and_many_left_entries() {
+    let d = Driver::start(&[]).await;
+    let mut c = d.controller();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("keep.txt"), "outside data").unwrap();
+    let vol = create(&mut c, "pvc-wide", GIB, &[]).await;
+    let root = d.share().join("pvc-wide");
+    for i in 0..24 {
+        let sub = root.join(format!("dir{i}/inner"));
+        std::fs::create_dir_all(&sub).unwrap();
+        for f in 0..50 {
+            std::fs::write(sub.join(format!("f{f}")), "x").unwrap();
+        }
+        symlink(outside.path(), sub.join("to-outside")).unwrap();
+        if i % 4 == 0 {
+            std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+    }
+    for f in 0..100 {
+        std::fs::write(root.join(format!("top{f}")), "x").unwrap();
+    }
+    let dir = d.stop();
+    // As if a crash left 40 deletes half done in the trash.
+    let trash = dir.path().join("share/.nfs-subdir-csi/trash");
+    for e in 0..40 {
+        let left = trash.join(format!("1700000000-crashed-{e}"));
+        std::fs::create_dir_all(left.join("a/b")).unwrap();
+        std::fs::write(left.join("a/b/file"), "x").unwrap();
+        symlink(outside.path().join("keep.txt"), left.join("a/link")).unwrap();
+    }
+    let d = Driver::start_in(dir, &[]).await;
+    let mut c = d.controller();
+    delete(&mut c, &vol.volume_id).await;
+    assert!(!root.exists(), "volume directory still there");
+    assert!(
+        eventually(|| ls(&trash).is_empty()).await,
+        "trash not emptied: {:?}\n{}",
+        ls(&trash),
+        d.log()
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("keep.txt")).unwrap(),
+        "outside data"
     );
 }

@@ -46,41 +46,56 @@ impl Volumes {
     }
 
     /// Lists volumes on every known share, `max` at a time (0: all), after `token`; each with its
-    /// project's limit as its capacity where it has one, else its recorded size.
+    /// project's limit as its capacity where it has one, else its recorded size. Only the page's
+    /// records are read: the names of all of them page the list (so reading every page costs
+    /// one listing of names per page, and each record once).
     pub async fn list(&self, token: &str, max: usize, deadline: Duration) -> Result<Page> {
         let after = token::decode(token)?;
+        let specs = self.shares.known().await;
         let mut all = Vec::new();
-        for spec in self.shares.known().await {
-            let records = self
-                .on_share(&spec, "list volumes", deadline, |root| root.records())
+        for (i, spec) in specs.iter().enumerate() {
+            let keys = self
+                .on_share(spec, "list volumes", deadline, |root| root.record_keys())
                 .await?;
-            let limits = self.quota_limits(&spec, deadline).await;
             let prefix = spec.to_string();
-            all.extend(records.into_iter().map(|(key, mut rec)| {
-                if let Some(limit) = limits.get(&key) {
-                    rec.capacity = *limit;
-                }
-                (format!("{prefix}\0{key}"), rec)
-            }));
+            all.extend(
+                keys.into_iter()
+                    .map(|key| (format!("{prefix}\0{key}"), (i, key))),
+            );
         }
         all.sort_by(|a, b| a.0.cmp(&b.0));
         // The same export reached with different mount options holds the same records.
         all.dedup_by(|a, b| a.0 == b.0);
         let (page, next) = token::page(all, after.as_deref(), max);
-        let volumes = page
-            .into_iter()
-            .filter_map(|(key, rec)| match VolumeId::parse(&rec.volume_id) {
-                Ok(id) => Some(Volume {
-                    context: VolumeContext::of(&id),
-                    id: rec.volume_id,
-                    capacity: rec.capacity,
-                }),
-                Err(e) => {
-                    tracing::warn!(record = %key.replace('\0', " "), error = %e, "record with a foreign id not listed");
-                    None
+        let mut volumes = Vec::with_capacity(page.len());
+        // The page is sorted by share, so each share's part is one run.
+        let mut rest = page.as_slice();
+        while let Some(((_, (i, _)), _)) = rest.split_first() {
+            let share = *i;
+            let run = rest.iter().take_while(|(_, (j, _))| *j == share).count();
+            let keys: Vec<String> = rest[..run].iter().map(|(_, (_, k))| k.clone()).collect();
+            rest = &rest[run..];
+            let spec = &specs[share];
+            let records = self
+                .on_share(spec, "list volumes", deadline, move |root| {
+                    root.records_of(&keys)
+                })
+                .await?;
+            let limits = self.quota_limits(spec, deadline).await;
+            volumes.extend(records.into_iter().filter_map(|(key, rec)| {
+                match VolumeId::parse(&rec.volume_id) {
+                    Ok(id) => Some(Volume {
+                        context: VolumeContext::of(&id),
+                        id: rec.volume_id,
+                        capacity: limits.get(&key).copied().unwrap_or(rec.capacity),
+                    }),
+                    Err(e) => {
+                        tracing::warn!(share = %spec, record = %key, error = %e, "record with a foreign id not listed");
+                        None
+                    }
                 }
-            })
-            .collect();
+            }));
+        }
         Ok(Page { volumes, next })
     }
 

@@ -5,4 +5,4 @@ pub mod mountinfo;
 pub mod nfs;
 pub mod ops;
 
-pub use ops::{bind_volume, is_mount_point, unmount_all};
+pub use ops::{bind_existing, bind_volume, is_mount_point, unmount_all};

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 /// One line of mountinfo.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mount {
+    /// The mount's id (as `statx` reports it in `stx_mnt_id`).
+    pub id: u64,
     /// `major:minor` of the filesystem.
     pub device: String,
     /// Path inside the filesystem that is mounted (differs from `/` for bind mounts).
@@ -46,6 +48,7 @@ fn parse_line(line: &str) -> Option<Mount> {
         return None;
     }
     Some(Mount {
+        id: f[0].parse().ok()?,
         device: f[2].to_owned(),
         root: unescape(f[3]),
         mount_point: PathBuf::from(unescape(f[4])),
@@ -111,6 +114,7 @@ bogus line
         assert_eq!(m[2].super_options, "ro,vers=4.1,addr=10.0.2.2");
         assert!(!m[1].super_read_only());
         assert_eq!(at(&m, Path::new("/mnt/nfs")).unwrap().device, "0:52");
+        assert_eq!(at(&m, Path::new("/mnt/nfs")).unwrap().id, 41);
         assert!(at(&m, Path::new("/mnt")).is_none());
     }
 }

@@ -32,6 +32,27 @@ pub fn bind_volume(dir: &OwnedFd, target: &Path, read_only: bool) -> Result<()> 
     Ok(())
 }
 
+/// Bind-mounts the mount at `from` (whose id the mount table gave as `mount_id`) at `target`,
+/// read-only if asked: another target of the same volume, mounted by this process, so no round
+/// trip to the server is needed. `from` is opened without following a symlink and without
+/// touching its filesystem (`O_PATH`, `statx` without sync); if what is there now is not that
+/// mount (unmounted meanwhile), nothing is mounted and the error says so.
+pub fn bind_existing(from: &Path, mount_id: u64, target: &Path, read_only: bool) -> Result<()> {
+    use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags, open, statx};
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let what = || format!("bind {} at {}", from.display(), target.display());
+    let fd = open(from, flags, Mode::empty()).map_err(|e| Error::io(what(), e.into()))?;
+    let at = AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC;
+    let st = statx(&fd, "", at, StatxFlags::MNT_ID).map_err(|e| Error::io(what(), e.into()))?;
+    if st.stx_mnt_id != mount_id {
+        return Err(Error::FailedPrecondition(format!(
+            "{}: no longer the mount it was",
+            what()
+        )));
+    }
+    bind_volume(&fd, target, read_only)
+}
+
 /// True when `path` is a mount point, judged from the mount table (no stat of `path`, which
 /// could hang on a dead NFS server).
 pub fn is_mount_point(path: &Path) -> Result<bool> {

@@ -339,6 +339,30 @@ impl ShareRoot {
         record::read(&state.records, &record::key(sub)).map_err(|e| Error::errno("read record", e))
     }
 
+    /// The keys of all volume records on this share, sorted (names only: nothing is read).
+    pub fn record_keys(&self) -> Result<Vec<String>> {
+        let Some(state) = self.state(false)? else {
+            return Ok(Vec::new());
+        };
+        fs::list(&state.records)
+    }
+
+    /// The records named `keys` (those still there and readable).
+    pub fn records_of(&self, keys: &[String]) -> Result<Vec<(String, Record)>> {
+        let Some(state) = self.state(false)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(rec) =
+                record::read(&state.records, key).map_err(|e| Error::errno("read record", e))?
+            {
+                out.push((key.clone(), rec));
+            }
+        }
+        Ok(out)
+    }
+
     /// All volume records on this share, sorted by key.
     pub fn records(&self) -> Result<Vec<(String, Record)>> {
         let Some(state) = self.state(false)? else {

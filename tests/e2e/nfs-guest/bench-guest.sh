@@ -6,12 +6,17 @@
 #       with the same options, interleaved with (a), median per pair;
 #   (c) (a)/(b) (DESIGN target <= 1.3x); NFS calls per op type (mountstats) of both, the driver's
 #       also step by step (CreateVolume, DeleteVolume, the trash removal after the answer);
-#   (d) rounds of 64 concurrent CreateVolume vs 64 concurrent bare mkdirs on the (b) mount (target
-#       >= 0.8x) with 64 concurrent Identity.Probe beside them (the gRPC floor).
+#       rounds of 64 concurrent CreateVolume vs 64 concurrent bare mkdirs on the (b) mount (target
+#       >= 0.8x) with 64 concurrent Identity.Probe beside them (the gRPC floor);
+#   (d) examples/nfs_bench_tree_node (NSC_BENCH_TREE_BIN): a big tree removed by the driver vs
+#       `rm -rf`, NodePublishVolume vs mount(2) and bind mount, against a second driver with the
+#       controller and node roles and /metrics on 127.0.0.1:29699.
+# NSC_BENCH_PARTS (default "calls tree-node") picks the parts: "calls" is (a)-(c), "tree-node" (d).
 # Started by tests/e2e/nfs-guest/bench.sh, which builds the release driver and examples/nfs_bench/:
 #   tests/e2e/nfs-guest/boot.sh tests/e2e/nfs-guest/bench-guest.sh
 # Environment (forwarded through NFS_GUEST_ENV): NSC_DRIVER, NSC_BENCH_BIN, NSC_BENCH_N,
-# NSC_BENCH_CONCURRENT_N, NSC_BENCH_ROUNDS. The numbers go to the console and to $RESULTS/bench.txt.
+# NSC_BENCH_CONCURRENT_N, NSC_BENCH_ROUNDS, NSC_BENCH_TREE_BIN, NSC_BENCH_PARTS and (d)'s knobs
+# (NSC_BENCH_TREE_*, NSC_BENCH_NODE_N). The numbers go to the console and to $RESULTS/bench.txt.
 # No `set -e`: every check is counted and the script goes on to the next one.
 set -uo pipefail
 # shellcheck source-path=SCRIPTDIR source=guest-helpers.sh
@@ -37,11 +42,32 @@ DRIVER_PID=$!
 for _ in $(seq 200); do [[ -S $SOCK ]] && break; sleep 0.05; done
 [[ -S $SOCK ]] || { fail "bench-driver-start"; tail -20 "$RESULTS/driver.log"; exit 1; }
 
-NSC_BENCH_SOCKET=$SOCK NSC_BENCH_MOUNT=$W/mnt NSC_BENCH_WORKDIR=$W/work \
-  NSC_BENCH_SERVER=$NFS_SERVER NSC_BENCH_SHARE=$NFS_SHARE \
-  NSC_BENCH_MOUNT_OPTIONS="nfsvers=4.1$port" \
-  timeout "$((NFS_GUEST_SUITE_TIMEOUT - 30))" "$NSC_BENCH_BIN" 2>&1 | tee "$RESULTS/bench.txt"
-rc=${PIPESTATUS[0]}
+PARTS=" ${NSC_BENCH_PARTS:-calls tree-node} "
+: >"$RESULTS/bench.txt"
+rc=0
+if [[ $PARTS == *" calls "* ]]; then
+  NSC_BENCH_SOCKET=$SOCK NSC_BENCH_MOUNT=$W/mnt NSC_BENCH_WORKDIR=$W/work \
+    NSC_BENCH_SERVER=$NFS_SERVER NSC_BENCH_SHARE=$NFS_SHARE \
+    NSC_BENCH_MOUNT_OPTIONS="nfsvers=4.1$port" \
+    timeout "$((NFS_GUEST_SUITE_TIMEOUT - 30))" "$NSC_BENCH_BIN" 2>&1 | tee -a "$RESULTS/bench.txt"
+  rc=${PIPESTATUS[0]}
+fi
+if [[ $PARTS == *" tree-node "* && -n ${NSC_BENCH_TREE_BIN:-} ]]; then
+  SOCK2=$W/csi-node.sock
+  RUST_LOG=warn "$NSC_DRIVER" serve --endpoint "unix://$SOCK2" --working-mount-dir "$W/work2" \
+    --nodeid nfs-guest --roles controller,node --http-address 127.0.0.1:29699 </dev/null \
+    >>"$RESULTS/driver2.log" 2>&1 &
+  DRIVER2_PID=$!
+  for _ in $(seq 200); do [[ -S $SOCK2 ]] && break; sleep 0.05; done
+  echo "bench: (d) uptime $(cut -d' ' -f1 /proc/uptime) s, load $(cut -d' ' -f1-3 /proc/loadavg)"
+  NSC_BENCH_SOCKET=$SOCK2 NSC_BENCH_METRICS_PORT=29699 NSC_BENCH_MOUNT=$W/mnt \
+    NSC_BENCH_WORKDIR=$W/work2 NSC_BENCH_SERVER=$NFS_SERVER NSC_BENCH_SHARE=$NFS_SHARE \
+    NSC_BENCH_MOUNT_OPTIONS="nfsvers=4.1$port" \
+    timeout "$((NFS_GUEST_SUITE_TIMEOUT - 30))" "$NSC_BENCH_TREE_BIN" 2>&1 | tee -a "$RESULTS/bench.txt"
+  rc2=${PIPESTATUS[0]}
+  if ((rc2 == 0)); then pass "bench-tree-node-ran"; else fail "bench-tree-node-ran" "exit $rc2"; fi
+  kill -TERM "$DRIVER2_PID" 2>/dev/null
+fi
 echo "bench: driver's working mount: $(awk -v d="$W/work" 'index($2, d) == 1 { print $1, $4 }' /proc/mounts)"
 if ((rc == 0)); then pass "bench-ran"; else fail "bench-ran" "exit $rc"; fi
 kill -TERM "$DRIVER_PID" 2>/dev/null
