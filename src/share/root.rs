@@ -346,6 +346,9 @@ impl ShareRoot {
         };
         let mut out = Vec::new();
         for key in fs::list(&state.records)? {
+            if record::is_temp(&key) {
+                continue;
+            }
             if let Some(rec) =
                 record::read(&state.records, &key).map_err(|e| Error::errno("read record", e))?
             {
