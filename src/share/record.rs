@@ -77,11 +77,25 @@ pub fn write(records: &OwnedFd, key: &str, record: &Record) -> nix::Result<()> {
     nix::fcntl::renameat(records, temp.as_str(), records, key)
 }
 
-/// Removes the record named `key` (and a temporary one a crash left beside it); a missing record
-/// is fine.
+/// Removes the record named `key`; a missing record is fine. One call: a temporary record a crash
+/// left beside it goes with the next [`write`] of the key or the start's [`sweep_temps`].
 pub fn remove(records: &OwnedFd, key: &str) -> nix::Result<()> {
-    super::fs::unlink(records, temp_key(key).as_ref(), false)?;
     super::fs::unlink(records, key.as_ref(), false)
+}
+
+/// Removes every temporary record a crash left (once per share after a start, beside the trash
+/// sweep); returns how many went. A write racing it fails its rename and is retried by the CO.
+pub fn sweep_temps(records: &OwnedFd) -> crate::error::Result<usize> {
+    let temps: Vec<String> = super::fs::list(records)?
+        .into_iter()
+        .filter(|name| is_temp(name))
+        .collect();
+    for name in &temps {
+        super::fs::unlink(records, name.as_ref(), false).map_err(|e| {
+            crate::error::Error::errno(format!("remove temporary record {name}"), e)
+        })?;
+    }
+    Ok(temps.len())
 }
 
 /// Marks a temporary record: `%` followed by `t` is never in a key (every `%` of a key is
@@ -144,6 +158,8 @@ mod tests {
         assert_eq!(names(), ["pvc-1"]);
         nix::unistd::symlinkat(rec(4).encode().as_str(), &records, "%tmp-pvc-1").unwrap();
         remove(&records, "pvc-1").unwrap();
+        assert_eq!(names(), ["%tmp-pvc-1"]);
+        assert_eq!(sweep_temps(&records).unwrap(), 1);
         assert_eq!(names(), Vec::<String>::new());
     }
 }
