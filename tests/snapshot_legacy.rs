@@ -10,6 +10,7 @@ mod common;
 
 use common::snap::{SmallShare, assert_same_tree_archived, from_req, raw, snap_src, tar_into};
 use common::{Driver, create, eventually, ls};
+use nfs_subdir_csi::csi::pb;
 use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
@@ -309,4 +310,78 @@ async fn a_csi_driver_nfs_restore_that_does_not_fit_is_resource_exhausted() {
     std::fs::remove_file(&filler).unwrap();
     c.create_volume(noisy).await.expect("restore with room");
     assert!(std::fs::read(share.join("pvc-noise/noise")).unwrap() == noise);
+}
+
+/// DeleteSnapshot of csi-driver-nfs's ids removes what its own DeleteSnapshot does, its archive
+/// and the snapshot's directory once empty, and nothing else: other files keep the directory, a
+/// symlinked archive and everything outside the known shares stay, a retry is fine, hostile ids
+/// are refused.
+#[tokio::test]
+async fn deleting_a_csi_driver_nfs_snapshot_removes_its_archive_only() {
+    let d = Driver::start(&[]).await;
+    let mut c = d.controller();
+    let share = d.share();
+    let outside = tempfile::tempdir().unwrap();
+    create(&mut c, "pvc-src", GIB, &[]).await;
+    let src = share.join("pvc-src");
+    std::fs::write(src.join("data"), b"kept until deleted").unwrap();
+    for snap in ["snapshot-a", "snapshot-b", "snapshot-c"] {
+        tar("czf", &share.join(format!("{snap}/pvc-src.tar.gz")), &src);
+    }
+    std::fs::write(share.join("snapshot-b/notes"), b"not csi-driver-nfs's").unwrap();
+    tar("cf", &outside.path().join("snap/pvc-src.tar"), &src);
+    std::fs::create_dir(share.join("snapshot-link")).unwrap();
+    symlink(
+        outside.path().join("snap/pvc-src.tar"),
+        share.join("snapshot-link/pvc-src.tar"),
+    )
+    .unwrap();
+    let delete = |id: String| {
+        let mut c = c.clone();
+        async move {
+            let req = pb::DeleteSnapshotRequest {
+                snapshot_id: id,
+                ..Default::default()
+            };
+            c.delete_snapshot(req).await.map(|_| ())
+        }
+    };
+    for _ in 0..2 {
+        delete(cdn_id(&share, "snapshot-a", "pvc-src"))
+            .await
+            .expect("delete a");
+    }
+    assert!(!share.join("snapshot-a").exists(), "snapshot-a left");
+    delete(cdn_id(&share, "snapshot-b", "pvc-src"))
+        .await
+        .expect("delete b");
+    assert_eq!(ls(&share.join("snapshot-b")), ["notes"]);
+    delete(cdn_id(&share, "snapshot-link", "pvc-src"))
+        .await
+        .expect("delete link");
+    assert!(share.join("snapshot-link/pvc-src.tar").is_symlink());
+    // Not a share this driver knows: an unknown snapshot, nothing removed.
+    delete(cdn_id(outside.path(), "snap", "pvc-src"))
+        .await
+        .expect("unknown");
+    assert!(outside.path().join("snap/pvc-src.tar").is_file());
+    let base = share.to_str().unwrap().trim_matches('/');
+    for hostile in [
+        format!("#{base}#..#..#pvc-src"),
+        format!("#{base}#snapshot-c#snapshot-c#../pvc-src"),
+    ] {
+        let err = delete(hostile.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{hostile}: {err:?}");
+    }
+    assert!(share.join("snapshot-c/pvc-src.tar.gz").is_file());
+    assert_eq!(
+        std::fs::read(src.join("data")).unwrap(),
+        b"kept until deleted"
+    );
+    // What is left still restores.
+    let id = cdn_id(&share, "snapshot-c", "pvc-src");
+    c.create_volume(from_req("pvc-from-c", snap_src(&id)))
+        .await
+        .expect("restore c");
+    assert_same_tree_archived(&src, &share.join("pvc-from-c"));
 }

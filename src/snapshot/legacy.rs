@@ -1,5 +1,5 @@
-//! csi-driver-nfs's snapshots, read for restore when migrating from it: its snapshot ids and
-//! where its archives lie. The archive is unpacked by the same code as this driver's `tar.zst`
+//! csi-driver-nfs's snapshots, read for restore when migrating from it (and removed by
+//! DeleteSnapshot): its snapshot ids and where its archives lie. The archive is unpacked by the same code as this driver's `tar.zst`
 //! ([`super::archive`]), with the same refusals and the same temporary-directory-then-rename.
 //!
 //! Facts used here (from csi-driver-nfs's source, see docs/migrate-from-csi-driver-nfs.md):
@@ -14,10 +14,10 @@
 use super::archive::Packing;
 use crate::error::{Error, Result};
 use crate::share::ShareRoot;
-use crate::share::fs::open_dir;
+use crate::share::fs::{lstat, open_dir, unlink};
 use crate::volume::{ShareSpec, path::shorten};
 use nix::errno::Errno;
-use nix::sys::stat::Mode;
+use nix::sys::stat::{Mode, SFlag};
 use std::os::fd::OwnedFd;
 
 /// A csi-driver-nfs snapshot, parsed from its id.
@@ -75,6 +75,11 @@ impl CsiDriverNfsSnapshot {
         }))
     }
 
+    /// The key of its guard, held while it is restored from or deleted.
+    pub fn guard_key(&self) -> String {
+        format!("cdn-snap:{}\0{}", self.share, self.dir)
+    }
+
     /// The archive names to look for in [`CsiDriverNfsSnapshot::dir`], in order.
     pub fn archives(&self) -> impl Iterator<Item = String> + '_ {
         SUFFIXES.iter().map(|s| format!("{}{s}", self.source))
@@ -122,6 +127,45 @@ pub fn open_archive(
         }
     }
     Err(missing())
+}
+
+/// Removes csi-driver-nfs's archive of the snapshot `dir` of the volume `source` on `root`
+/// (`<dir>/<source>.tar.gz` and `<dir>/<source>.tar`, regular files only, never through a
+/// symlink), then `<dir>` if that left it empty: what its own DeleteSnapshot removes, and nothing
+/// else (other files keep the directory; a hidden directory is never entered). Returns whether an
+/// archive went; a snapshot already gone is fine.
+pub fn remove_archive(root: &ShareRoot, dir: &str, source: &str) -> Result<bool> {
+    if dir.starts_with('.') {
+        return Ok(false);
+    }
+    let snap = match open_dir(root.dir(), dir) {
+        Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => return Ok(false),
+        other => other.map_err(|e| Error::errno(format!("open snapshot {dir}"), e))?,
+    };
+    let mut removed = false;
+    for suffix in SUFFIXES {
+        let name = format!("{source}{suffix}");
+        match lstat(&snap, name.as_str()) {
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(Error::errno(format!("stat {dir}/{name}"), e)),
+            Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG => {
+                unlink(&snap, name.as_ref(), false)
+                    .map_err(|e| Error::errno(format!("remove {dir}/{name}"), e))?;
+                removed = true;
+            }
+            Ok(_) => tracing::warn!(
+                archive = %format!("{dir}/{name}"),
+                "not a regular file: left in place"
+            ),
+        }
+    }
+    if removed {
+        match unlink(root.dir(), dir.as_ref(), true) {
+            Ok(()) | Err(Errno::ENOTEMPTY | Errno::EEXIST) => {}
+            Err(e) => return Err(Error::errno(format!("remove directory {dir}"), e)),
+        }
+    }
+    Ok(removed)
 }
 
 /// One path component that cannot leave its directory or hide: not empty, `.`, `..`, no `/`,

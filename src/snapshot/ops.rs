@@ -185,10 +185,11 @@ impl Volumes {
 
     /// Deletes a snapshot (moved to the share's trash, removed in the background). Unknown or
     /// already deleted snapshots are fine; one still being cut is stopped first (if it does not
-    /// stop within the deadline: [`Error::Busy`], try again).
+    /// stop within the deadline: [`Error::Busy`], try again). A csi-driver-nfs snapshot id
+    /// removes its archive (see [`Volumes::delete_csi_driver_nfs`]).
     pub async fn delete_snapshot(&self, raw_id: &str, deadline: Duration) -> Result<()> {
         let id = match SnapshotId::parse(raw_id) {
-            Err(Error::NotFound(_)) => return Ok(()),
+            Err(Error::NotFound(_)) => return self.delete_csi_driver_nfs(raw_id, deadline).await,
             other => other?,
         };
         let key = key(&id);

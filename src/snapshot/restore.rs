@@ -177,12 +177,36 @@ impl Volumes {
             legacy::open_archive(r, &dir, &src).map(drop)
         })
         .await?;
-        let guard = format!("cdn-snap:{}\0{}", old.share, old.dir);
+        let guard = old.guard_key();
         let from = Source::CsiDriverNfs {
             dir: old.dir,
             source: old.source,
         };
         Ok((old.share, from, guard))
+    }
+
+    /// DeleteSnapshot of a csi-driver-nfs snapshot id: removes its archive and then its directory
+    /// if empty, as csi-driver-nfs does ([`legacy::remove_archive`]), mounting its share without
+    /// mount options (its ids carry none). Not in its form, or on a pre-mounted share this
+    /// controller does not know: an unknown snapshot, fine (an id cannot name any local path).
+    /// A restore reading it meanwhile makes this [`Error::Busy`].
+    pub(crate) async fn delete_csi_driver_nfs(&self, raw: &str, deadline: Duration) -> Result<()> {
+        let Some(old) = CsiDriverNfsSnapshot::parse(raw, &[])? else {
+            return Ok(());
+        };
+        if !old.share.is_nfs() && !self.shares.known().await.contains(&old.share) {
+            return Ok(());
+        }
+        let _guard = self.locks.try_lock(old.guard_key())?;
+        let name = format!("csi-driver-nfs snapshot {}/{}", old.dir, old.source);
+        let (dir, src) = (old.dir.clone(), old.source.clone());
+        let removed = self
+            .on_share(&old.share, &format!("delete {name}"), deadline, move |r| {
+                legacy::remove_archive(r, &dir, &src)
+            })
+            .await?;
+        tracing::info!(snapshot = %name, removed, "csi-driver-nfs snapshot deleted");
+        Ok(())
     }
 
     /// After a restart, removes in the background the temporary trees earlier runs left on a

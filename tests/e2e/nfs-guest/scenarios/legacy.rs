@@ -265,6 +265,15 @@ async fn restore_its_snapshot(
         let _ = csi.delete(&vol.volume_id, DL).await;
         record_deleted(env, &[name]);
     }
+    // A VolumeSnapshotContent of its with deletionPolicy Delete going away: the archive and its
+    // then empty directory go, as with csi-driver-nfs.
+    let d = csi.delete_snapshot(&id, DL).await;
+    let left = export.join(&snap).exists();
+    rep.check(
+        "legacy: DeleteSnapshot of its id removes its archive and directory",
+        d.ok() && !left,
+        format!("{id}: {}; {snap} left: {left}", d.describe()),
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(export.join(&snap));
 }
