@@ -242,7 +242,8 @@ async fn hostile_tar_gz_archives_are_refused_and_write_nothing_outside() {
 
 /// csi-driver-nfs records no size, so its archive's own size is the bound: a restore is refused
 /// before a byte is unpacked when the share has less free space than the archive; one whose files
-/// need more than that (zeros compress well) fails once the share is full, with the same code,
+/// need more than that (one repeated byte compresses well; not zeros, which the unpacker leaves as
+/// holes) fails once the share is full, with the same code,
 /// and leaves nothing behind; with the space back it restores.
 #[tokio::test]
 async fn a_csi_driver_nfs_restore_that_does_not_fit_is_resource_exhausted() {
@@ -265,7 +266,7 @@ async fn a_csi_driver_nfs_restore_that_does_not_fit_is_resource_exhausted() {
     std::fs::write(src.join("noise"), &noise).unwrap();
     tar("czf", &share.join("snapshot-noise/pvc-src.tar.gz"), &src);
     std::fs::remove_file(src.join("noise")).unwrap();
-    std::fs::write(src.join("zeros"), vec![0u8; 6 << 20]).unwrap();
+    std::fs::write(src.join("zeros"), vec![b'z'; 6 << 20]).unwrap();
     tar("czf", &share.join("snapshot-zeros/pvc-src.tar.gz"), &src);
     std::fs::remove_file(src.join("zeros")).unwrap();
     create(&mut c, "pvc-filler", GIB, &[]).await;
@@ -292,7 +293,7 @@ async fn a_csi_driver_nfs_restore_that_does_not_fit_is_resource_exhausted() {
         snap_src(&cdn_id(&share, "snapshot-zeros", "pvc-src")),
     );
     let err = c.create_volume(zeros).await.unwrap_err();
-    println!("restore of 6 MiB of zeros with {free} bytes free: {err:?}");
+    println!("restore of 6 MiB of one byte with {free} bytes free: {err:?}");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(
         eventually(|| ls(&restores).is_empty()).await,
