@@ -1,152 +1,129 @@
 //! Crash consistency under load: 16 clients run 1,000 mixed operations (create, delete, publish,
-//! unpublish, expand) against the real binary on its real socket while it is `kill -9`ed five
-//! times at random moments and restarted. Clients retry as the sidecars and kubelet do. Afterwards
-//! the share holds exactly the acknowledged volumes, records and directories match, the trash is
-//! empty and no mount is left. Then 100 parallel identical CreateVolume calls make one directory.
+//! unpublish, expand, snapshot in both formats, delete snapshot, restore, clone) against the real
+//! binary on its real socket while it is `kill -9`ed five times at random moments and restarted.
+//! Clients retry as the sidecars and kubelet do. Afterwards the share holds exactly the
+//! acknowledged volumes with the files the clients wrote or restored, records and directories
+//! match, the trash is empty, no mount is left, exactly the acknowledged snapshots are on the share
+//! and each restores what its source held, and no temporary copy is left. Then 100 parallel
+//! identical CreateVolume calls make one directory.
 
 mod common;
 
+use common::crash::{self, Ctx, Snap, Vol};
+use common::load::{Counts, Rng, lazy_channel, read_tree, settle};
 use common::node::{mounts_under, publish_req, require_root, unpublish_req};
 use common::{Driver, create_req, eventually, ls};
 use nfs_subdir_csi::csi::pb::{self, volume_capability::access_mode::Mode};
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
+use tonic::transport::Channel;
 
 const CLIENTS: usize = 16;
 const OPS: usize = 1000;
 const KILLS: usize = 5;
 const MIB: i64 = 1 << 20;
 
-/// One call of `method` on a clone of `client` with a clone of `req`, as a retryable future.
-macro_rules! call {
-    ($client:expr, $method:ident, $req:expr) => {{
-        let (mut client, req) = ($client.clone(), $req.clone());
-        async move { client.$method(req).await }
-    }};
+enum Op {
+    Create,
+    Delete,
+    Publish,
+    Unpublish,
+    Expand,
+    Snapshot,
+    DeleteSnapshot,
+    Restore,
+    Clone,
 }
 
-/// A small xorshift generator; the seed is printed so a run can be repeated.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-/// Retries counted by gRPC code, shared by all clients.
-type Retries = Arc<Mutex<BTreeMap<String, u64>>>;
-
-/// Calls `op` until it succeeds, retrying what a sidecar retries (the driver gone or busy). Any
-/// other error fails the test. Gives up after two minutes so a hang cannot stall CI.
-async fn settle<T, F, Fut>(what: &str, retries: &Retries, mut op: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<tonic::Response<T>, Status>>,
-{
-    let started = Instant::now();
-    loop {
-        let status = match op().await {
-            Ok(resp) => return resp.into_inner(),
-            Err(status) => status,
-        };
-        let retry = matches!(
-            status.code(),
-            Code::Unavailable
-                | Code::Aborted
-                | Code::DeadlineExceeded
-                | Code::Unknown
-                | Code::Cancelled
-        );
-        assert!(retry, "{what}: not retryable: {status:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{what}: still failing after 2 min: {status:?}"
-        );
-        *retries
-            .lock()
-            .unwrap()
-            .entry(format!("{:?}", status.code()))
-            .or_default() += 1;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-struct Vol {
-    id: String,
-    capacity: i64,
-    target: Option<PathBuf>,
-}
-
-/// One client: `ops` random operations on its own volumes; returns the volumes it left alive.
+/// One client: `ops` random operations on its own volumes and snapshots; returns the volumes and
+/// snapshots it left.
 async fn client(
     n: usize,
     ops: usize,
     seed: u64,
     channel: Channel,
     pods: PathBuf,
-    retries: Retries,
-) -> BTreeMap<String, Vol> {
+    ctx: Ctx,
+) -> (BTreeMap<String, Vol>, Vec<Snap>) {
     let mut rng = Rng(seed ^ (n as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let (c, nd) = (
-        pb::controller_client::ControllerClient::new(channel.clone()),
-        pb::node_client::NodeClient::new(channel),
-    );
+    let (c, nd) = (ctx.c.clone(), pb::node_client::NodeClient::new(channel));
+    let (retries, acked) = (&ctx.retries, &ctx.acked);
     let mut live: BTreeMap<String, Vol> = BTreeMap::new();
-    let mut made = 0;
+    let mut snaps: BTreeMap<String, Snap> = BTreeMap::new();
+    let (mut made, mut cut) = (0, 0);
     for _ in 0..ops {
         let names: Vec<String> = live.keys().cloned().collect();
         let pick = names.get(rng.below(names.len() as u64) as usize).cloned();
-        match (rng.below(100), pick) {
-            (0..30, _) | (_, None) => {
+        let snap = snaps.keys().nth(rng.below(snaps.len() as u64) as usize);
+        let snap = snap.cloned();
+        let published = pick.as_ref().is_some_and(|p| live[p].target.is_some());
+        let op = match (rng.below(100), &pick, &snap) {
+            (_, None, _) | (0..24, ..) => Op::Create,
+            (24..38, ..) if !published => Op::Delete,
+            (38..52, ..) if !published => Op::Publish,
+            (52..64, ..) => Op::Snapshot,
+            (64..70, _, Some(_)) => Op::DeleteSnapshot,
+            (70..78, _, Some(_)) => Op::Restore,
+            (78..82, ..) => Op::Clone,
+            _ if published => Op::Unpublish,
+            _ => Op::Expand,
+        };
+        let name = pick.unwrap_or_default();
+        match op {
+            Op::Create | Op::Restore | Op::Clone => {
                 made += 1;
-                let name = format!("pvc-c{n}-{made}");
-                let req = create_req(&name, MIB, &[]);
-                let v = settle("create", &retries, || call!(c, create_volume, req)).await;
-                let id = v.volume.expect("volume").volume_id;
-                live.insert(
-                    name,
-                    Vol {
-                        id,
-                        capacity: MIB,
-                        target: None,
-                    },
-                );
+                let new = format!("pvc-c{n}-{made}");
+                let vol = match op {
+                    Op::Restore => {
+                        let s = &snaps[snap.as_ref().unwrap()];
+                        crash::fill(&ctx, &new, crash::from_snapshot(s), &s.tree).await
+                    }
+                    Op::Clone => {
+                        let v = &live[&name];
+                        crash::fill(&ctx, &new, crash::from_volume(v), &v.tree).await
+                    }
+                    _ => {
+                        let req = create_req(&new, MIB, &[]);
+                        let v = settle("create", retries, || call!(c, create_volume, req)).await;
+                        acked.add("create");
+                        Vol {
+                            id: v.volume.expect("volume").volume_id,
+                            capacity: MIB,
+                            target: None,
+                            tree: Default::default(),
+                        }
+                    }
+                };
+                live.insert(new, vol);
             }
-            (30..50, Some(name)) if live[&name].target.is_none() => {
+            Op::Delete => {
                 let id = live.remove(&name).unwrap().id;
                 let req = pb::DeleteVolumeRequest {
                     volume_id: id,
                     ..Default::default()
                 };
-                settle("delete", &retries, || call!(c, delete_volume, req)).await;
+                settle("delete", retries, || call!(c, delete_volume, req)).await;
+                acked.add("delete");
             }
-            (50..70, Some(name)) if live[&name].target.is_none() => {
+            Op::Publish => {
                 let target = pods.join(&name);
                 let req = publish_req(&live[&name].id, &target, Mode::MultiNodeMultiWriter, false);
-                settle("publish", &retries, || call!(nd, node_publish_volume, req)).await;
+                settle("publish", retries, || call!(nd, node_publish_volume, req)).await;
                 live.get_mut(&name).unwrap().target = Some(target);
+                acked.add("publish");
             }
-            (_, Some(name)) if live[&name].target.is_some() => {
+            Op::Unpublish => {
                 let v = live.get_mut(&name).unwrap();
                 let req = unpublish_req(&v.id, v.target.as_ref().unwrap());
-                settle("unpublish", &retries, || {
+                settle("unpublish", retries, || {
                     call!(nd, node_unpublish_volume, req)
                 })
                 .await;
                 v.target = None;
+                acked.add("unpublish");
             }
-            (_, Some(name)) => {
+            Op::Expand => {
                 let v = live.get_mut(&name).unwrap();
                 v.capacity += MIB;
                 let req = pb::ControllerExpandVolumeRequest {
@@ -157,11 +134,23 @@ async fn client(
                     }),
                     ..Default::default()
                 };
-                let got = settle("expand", &retries, || {
+                let got = settle("expand", retries, || {
                     call!(c, controller_expand_volume, req)
-                })
-                .await;
-                assert_eq!(got.capacity_bytes, v.capacity, "expand of {name}");
+                });
+                assert_eq!(got.await.capacity_bytes, v.capacity, "expand of {name}");
+                acked.add("expand");
+            }
+            Op::Snapshot => {
+                cut += 1;
+                let snap_name = format!("snapshot-c{n}-{cut}");
+                let format = ["copy", "tar.zst"][rng.below(2) as usize];
+                let v = live.get_mut(&name).unwrap();
+                let s = crash::snapshot(&ctx, &name, v, &snap_name, format).await;
+                snaps.insert(snap_name, s);
+            }
+            Op::DeleteSnapshot => {
+                let s = snaps.remove(snap.as_ref().unwrap()).unwrap();
+                crash::delete_snapshot(&ctx, s).await;
             }
         }
     }
@@ -169,20 +158,13 @@ async fn client(
     for v in live.values_mut() {
         if let Some(target) = v.target.take() {
             let req = unpublish_req(&v.id, &target);
-            settle("unpublish", &retries, || {
+            settle("unpublish", retries, || {
                 call!(nd, node_unpublish_volume, req)
             })
             .await;
         }
     }
-    live
-}
-
-fn lazy_channel(socket: &Path) -> Channel {
-    Endpoint::try_from(format!("unix://{}", socket.display()))
-        .unwrap()
-        .timeout(Duration::from_secs(10))
-        .connect_lazy()
+    (live, snaps.into_values().collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -196,34 +178,49 @@ async fn kill_nine_under_load_loses_nothing() {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
             now.unwrap().as_nanos() as u64 | 1
         });
+    println!("crash-load: seed {seed} (NSC_CRASH_SEED repeats the clients' choices)");
     let mut driver = Driver::start(&[]).await;
     let (share, socket) = (driver.share(), driver.socket());
     let pods = driver.dir.path().join("pods");
     std::fs::create_dir(&pods).unwrap();
-    let retries = Retries::default();
+    let (retries, acked) = (Counts::default(), Counts::default());
+    let ctx = |channel: &Channel, acked: &Counts| Ctx {
+        c: pb::controller_client::ControllerClient::new(channel.clone()),
+        share: share.clone(),
+        retries: retries.clone(),
+        acked: acked.clone(),
+    };
     let mut tasks = Vec::new();
     for n in 0..CLIENTS {
         let ops = OPS / CLIENTS + usize::from(n < OPS % CLIENTS);
+        let channel = lazy_channel(&socket);
         let fut = client(
             n,
             ops,
             seed,
-            lazy_channel(&socket),
+            channel.clone(),
             pods.clone(),
-            retries.clone(),
+            ctx(&channel, &acked),
         );
         tasks.push(tokio::spawn(fut));
     }
     let mut rng = Rng(seed);
+    // Temporary trees (snapshots being cut, volumes being filled) a kill left and a restart swept.
+    let swept = |d: &Driver| d.log().matches("removing what an earlier run left").count();
+    let mut temps = 0;
     for _ in 0..KILLS {
         tokio::time::sleep(Duration::from_millis(150 + rng.below(500))).await;
+        temps += swept(&driver);
         let dir = driver.kill();
         tokio::time::sleep(Duration::from_millis(rng.below(100))).await;
         driver = Driver::start_in(dir, &[]).await;
     }
-    let mut expected = BTreeSet::new();
+    let (mut expected, mut vols, mut snaps) = (BTreeSet::new(), BTreeMap::new(), Vec::new());
     for t in tasks {
-        expected.extend(t.await.expect("client").into_keys());
+        let (v, s) = t.await.expect("client");
+        expected.extend(v.keys().cloned());
+        vols.extend(v);
+        snaps.extend(s);
     }
     let took = started.elapsed();
 
@@ -249,16 +246,29 @@ async fn kill_nine_under_load_loses_nothing() {
         Vec::<String>::new(),
         "mounts left"
     );
+    for (name, v) in &vols {
+        assert!(read_tree(&share.join(name)) == v.tree, "{name}: files");
+    }
+    let check = Counts::default();
+    let restored = crash::check_snapshots(&ctx(&lazy_channel(&socket), &check), snaps).await;
+    let checked = started.elapsed() - took;
+    temps += swept(&driver);
+    assert_eq!(acked.total(), OPS as u64, "acknowledged operations");
     println!(
         "crash-load: {OPS} ops by {CLIENTS} clients, {KILLS} kill -9 + restarts, {:.1} s; \
-         {} volumes left = directories = records; retries by code {:?}; seed {seed}",
+         acknowledged by kind {:?}; {} volumes left = directories = records, files as written or \
+         restored; {restored} snapshots left = on the share = listed, each restored equal to its \
+         source in {:.1} s; {temps} temporary trees of killed copies swept, none left; retries \
+         {:?}; seed {seed}",
         took.as_secs_f64(),
+        acked.get(),
         expected.len(),
-        retries.lock().unwrap()
+        checked.as_secs_f64(),
+        retries.get()
     );
 
     // 100 parallel identical CreateVolume calls: one directory, one id.
-    let retries = Retries::default();
+    let retries = Counts::default();
     let channel = lazy_channel(&socket);
     let mut same = Vec::new();
     for _ in 0..100 {
@@ -286,7 +296,7 @@ async fn kill_nine_under_load_loses_nothing() {
         vec!["pvc-same"]
     );
     println!(
-        "crash-load: 100 parallel identical CreateVolume -> 1 directory, 1 id; retries by code {:?}",
-        retries.lock().unwrap()
+        "crash-load: 100 parallel identical CreateVolume -> 1 directory, 1 id; retries {:?}",
+        retries.get()
     );
 }

@@ -5,8 +5,8 @@
 mod common;
 
 use common::snap::{
-    assert_same_tree, from_req, kill9, kill9_while_cutting, ready_snapshot, snap_src, snapshot,
-    vol_src, wait_for_entry,
+    SmallShare, assert_same_tree, from_req, kill9, kill9_while_cutting, ready_snapshot, snap_src,
+    snapshot, vol_src, wait_for_entry,
 };
 use common::{Driver, create, delete, eventually, ls};
 use nfs_subdir_csi::csi::pb;
@@ -352,29 +352,11 @@ async fn deleting_a_snapshot_being_cut_stops_the_copy() {
     );
 }
 
-/// A small tmpfs mounted as the share, unmounted on drop.
-struct SmallShare(std::path::PathBuf);
-
-impl Drop for SmallShare {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
 #[tokio::test]
 async fn a_snapshot_that_does_not_fit_is_resource_exhausted() {
     let dir = tempfile::tempdir().unwrap();
-    let share = dir.path().join("share");
-    std::fs::create_dir(&share).unwrap();
-    nix::mount::mount(
-        Some("tmpfs"),
-        &share,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        Some("size=16m"),
-    )
-    .expect("mount a 16 MiB tmpfs (needs root)");
-    let _small = SmallShare(share.clone());
+    let small = SmallShare::mount(dir.path(), "16m");
+    let share = small.0.clone();
     let d = Driver::start_in(dir, &[]).await;
     let mut c = d.controller();
     let src = create(&mut c, "pvc-full", GIB, &[]).await;

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::snap::{assert_same_tree_archived, from_req, raw, snap_src, tar_into};
+use common::snap::{SmallShare, assert_same_tree_archived, from_req, raw, snap_src, tar_into};
 use common::{Driver, create, eventually, ls};
 use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -237,4 +237,76 @@ async fn hostile_tar_gz_archives_are_refused_and_write_nothing_outside() {
         .expect_err("symlinked archive");
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(!share.join("pvc-link").exists());
+}
+
+/// csi-driver-nfs records no size, so its archive's own size is the bound: a restore is refused
+/// before a byte is unpacked when the share has less free space than the archive; one whose files
+/// need more than that (zeros compress well) fails once the share is full, with the same code,
+/// and leaves nothing behind; with the space back it restores.
+#[tokio::test]
+async fn a_csi_driver_nfs_restore_that_does_not_fit_is_resource_exhausted() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = SmallShare::mount(dir.path(), "16m");
+    let share = small.0.clone();
+    let d = Driver::start_in(dir, &[]).await;
+    let mut c = d.controller();
+    create(&mut c, "pvc-src", GIB, &[]).await;
+    let src = share.join("pvc-src");
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise: Vec<u8> = (0..4 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(src.join("noise"), &noise).unwrap();
+    tar("czf", &share.join("snapshot-noise/pvc-src.tar.gz"), &src);
+    std::fs::remove_file(src.join("noise")).unwrap();
+    std::fs::write(src.join("zeros"), vec![0u8; 6 << 20]).unwrap();
+    tar("czf", &share.join("snapshot-zeros/pvc-src.tar.gz"), &src);
+    std::fs::remove_file(src.join("zeros")).unwrap();
+    create(&mut c, "pvc-filler", GIB, &[]).await;
+    let filler = share.join("pvc-filler/fill");
+    std::fs::write(&filler, vec![1u8; (small.free() - (3 << 20)) as usize]).unwrap();
+    let free = small.free();
+    let restores = share.join(".nfs-subdir-csi/restore");
+
+    let noisy = from_req(
+        "pvc-noise",
+        snap_src(&cdn_id(&share, "snapshot-noise", "pvc-src")),
+    );
+    let err = c.create_volume(noisy.clone()).await.unwrap_err();
+    println!("restore of a 4 MiB tar.gz with {free} bytes free: {err:?}");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("archive alone holds"),
+        "not up front: {err:?}"
+    );
+    assert_eq!(small.free(), free, "something was written");
+
+    let zeros = from_req(
+        "pvc-zeros",
+        snap_src(&cdn_id(&share, "snapshot-zeros", "pvc-src")),
+    );
+    let err = c.create_volume(zeros).await.unwrap_err();
+    println!("restore of 6 MiB of zeros with {free} bytes free: {err:?}");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        eventually(|| ls(&restores).is_empty()).await,
+        "{:?}",
+        ls(&restores)
+    );
+    assert!(
+        eventually(|| small.free() == free).await,
+        "space not given back"
+    );
+    for v in ["pvc-noise", "pvc-zeros"] {
+        assert!(!share.join(v).exists(), "{v} left");
+    }
+
+    std::fs::remove_file(&filler).unwrap();
+    c.create_volume(noisy).await.expect("restore with room");
+    assert!(std::fs::read(share.join("pvc-noise/noise")).unwrap() == noise);
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::snap::{
-    assert_same_tree_archived, from_req, kill9_while_cutting, raw, snap_src, tar_into,
+    SmallShare, assert_same_tree_archived, from_req, kill9_while_cutting, raw, snap_src, tar_into,
 };
 use common::{Driver, create, eventually, ls};
 use nfs_subdir_csi::csi::pb::{self, controller_client::ControllerClient};
@@ -228,4 +228,42 @@ async fn kill_9_during_a_tar_zst_snapshot_leaves_nothing_ready() {
         .await
         .expect("restore");
     assert_same_tree_archived(&d.share().join("pvc-big"), &d.share().join("pvc-again"));
+}
+
+/// A restore needs what the source's files held, recorded when the snapshot was cut: on a share
+/// with less free space it is refused before a byte is unpacked, though the archive (of zeros)
+/// is tiny; with the space back it restores.
+#[tokio::test]
+async fn a_tar_zst_restore_that_does_not_fit_is_refused_before_unpacking() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = SmallShare::mount(dir.path(), "16m");
+    let share = small.0.clone();
+    let d = Driver::start_in(dir, &[]).await;
+    let mut c = d.controller();
+    let src = create(&mut c, "pvc-zeros", GIB, &[]).await;
+    std::fs::write(share.join("pvc-zeros/zeros"), vec![0u8; 6 << 20]).unwrap();
+    let snap = ready_tar(&mut c, "snapshot-zeros", &src.volume_id).await;
+    create(&mut c, "pvc-filler", GIB, &[]).await;
+    let filler = share.join("pvc-filler/fill");
+    std::fs::write(&filler, vec![1u8; 6 << 20]).unwrap();
+    let free = small.free();
+    assert!(free < 6 << 20, "{free} bytes still free");
+    let restore = from_req("pvc-back", snap_src(&snap.snapshot_id));
+    let err = c.create_volume(restore.clone()).await.unwrap_err();
+    println!(
+        "restore of 6 MiB (archive {} bytes) with {free} bytes free: {err:?}",
+        snap.size_bytes
+    );
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("files held"),
+        "not refused up front: {err:?}"
+    );
+    assert_eq!(small.free(), free, "something was written");
+    assert!(!share.join("pvc-back").exists());
+    assert!(ls(&share.join(".nfs-subdir-csi/restore")).is_empty());
+
+    std::fs::remove_file(&filler).unwrap();
+    c.create_volume(restore).await.expect("restore with room");
+    assert_same_tree_archived(&share.join("pvc-zeros"), &share.join("pvc-back"));
 }

@@ -10,6 +10,13 @@ use std::os::unix::fs::FileExt;
 /// Files up to this size that hold no holes (allocated blocks >= size) are copied as one segment.
 const WHOLE_BELOW: u64 = 1 << 20;
 
+/// True when a file of `size` bytes with `allocated` bytes of blocks surely has no holes, so asking
+/// where they are (SEEK_DATA/SEEK_HOLE, a round trip each over NFSv4.2) can be skipped: small files
+/// whose blocks cover their length. (Large ones may hold preallocated blocks past their end.)
+pub fn dense(size: u64, allocated: u64) -> bool {
+    size <= WHOLE_BELOW && allocated >= size
+}
+
 /// How a file's data was copied (the first method the filesystem allowed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -41,7 +48,7 @@ pub fn copy_data(
     }
     // A small file whose blocks cover its length is copied whole without asking where its holes
     // are: over NFSv4.2 each SEEK_DATA/SEEK_HOLE is a round trip to the server, twice per file.
-    let segments = if size <= WHOLE_BELOW && allocated >= size {
+    let segments = if dense(size, allocated) {
         vec![(0, size)]
     } else {
         segments(src, size)?

@@ -2,13 +2,15 @@
 //! that keeps them (chown clears set-id bits and file capabilities, so it comes first).
 
 use super::Counts;
+mod acl;
+
 use rustix::fs::{
     AtFlags, Gid, Mode, Stat, Timestamps, Uid, XattrFlags, chownat, fchmod, fchown, fgetxattr,
-    flistxattr, fsetxattr, futimens, utimensat,
+    fgetxattr_query, flistxattr, flistxattr_query, fsetxattr, futimens, utimensat,
 };
 use rustix::io::Errno;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
 /// The access and modification times of `st`, to the nanosecond.
@@ -24,22 +26,39 @@ pub fn times(st: &Stat) -> Timestamps {
 }
 
 /// Gives the open copy `dst` the owner, extended attributes (read from `src`), mode and times of
-/// `st`. An owner or attribute the target refuses (not root, no xattr support) is counted in
-/// `counts`, not an error.
-pub fn apply(src: &OwnedFd, dst: &OwnedFd, st: &Stat, counts: &Counts) -> io::Result<()> {
-    match fchown(
-        dst,
-        Some(Uid::from_raw(st.st_uid)),
-        Some(Gid::from_raw(st.st_gid)),
-    ) {
-        Ok(()) => {}
-        Err(Errno::PERM | Errno::INVAL) => {
-            counts.owners_kept_back.fetch_add(1, Ordering::Relaxed);
+/// `st`. `now` is the copy's current stat: an owner or mode it already has is not set again (each
+/// is a SETATTR round trip on NFS). An owner or attribute the target refuses (not root, no xattr
+/// support) is counted in `counts`, not an error.
+pub fn apply(
+    src: &OwnedFd,
+    dst: &OwnedFd,
+    st: &Stat,
+    now: &Stat,
+    counts: &Counts,
+) -> io::Result<()> {
+    let mode = st.st_mode & 0o7777;
+    // chown clears set-id bits (and file capabilities), so the mode is set after it in that case.
+    let mut chmod = now.st_mode & 0o7777 != mode;
+    if (now.st_uid, now.st_gid) != (st.st_uid, st.st_gid) {
+        match fchown(
+            dst,
+            Some(Uid::from_raw(st.st_uid)),
+            Some(Gid::from_raw(st.st_gid)),
+        ) {
+            Ok(()) => chmod |= mode & 0o6000 != 0,
+            Err(Errno::PERM | Errno::INVAL) => {
+                counts.owners_kept_back.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     }
-    copy_xattrs(src, dst, counts)?;
-    fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))?;
+    // An ACL written as an attribute rewrites the mode's permission bits: the mode goes last.
+    if copy_xattrs(src, dst, counts)? {
+        chmod = true;
+    }
+    if chmod {
+        fchmod(dst, Mode::from_raw_mode(mode))?;
+    }
     futimens(dst, &times(st))?;
     Ok(())
 }
@@ -69,14 +88,18 @@ pub fn apply_link(
     Ok(())
 }
 
-/// Copies every extended attribute of `src` to `dst`. A source filesystem without xattrs has
-/// none; one the target refuses is counted in `counts.xattrs_dropped`.
-fn copy_xattrs(src: &OwnedFd, dst: &OwnedFd, counts: &Counts) -> io::Result<()> {
+/// Copies every extended attribute of `src` to `dst` and says whether one of them was a
+/// `system.*` attribute (an ACL). A source filesystem without xattrs has none; one the target
+/// refuses is counted in `counts.xattrs_dropped`. An NFSv4 ACL that only restates the mode
+/// (see [`acl::restates_mode`]) is not written: the mode set afterwards makes the same ACL, and
+/// over NFS that saves a SETACL round trip per file.
+fn copy_xattrs(src: &OwnedFd, dst: &OwnedFd, counts: &Counts) -> io::Result<bool> {
     let names = match list(src.as_fd()) {
         Ok(names) => names,
-        Err(Errno::OPNOTSUPP | Errno::PERM | Errno::ACCESS) => return Ok(()),
+        Err(Errno::OPNOTSUPP | Errno::PERM | Errno::ACCESS) => return Ok(false),
         Err(e) => return Err(e.into()),
     };
+    let mut system = false;
     for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let value = match get(src.as_fd(), name) {
             Ok(v) => v,
@@ -84,46 +107,47 @@ fn copy_xattrs(src: &OwnedFd, dst: &OwnedFd, counts: &Counts) -> io::Result<()> 
             Err(Errno::NODATA | Errno::PERM | Errno::ACCESS | Errno::OPNOTSUPP) => continue,
             Err(e) => return Err(e.into()),
         };
+        if name == acl::NFS4_ACL && acl::restates_mode(&value) {
+            continue;
+        }
         match fsetxattr(dst, name, &value, XattrFlags::empty()) {
-            Ok(()) => {}
+            Ok(()) => system |= name.starts_with(b"system."),
             Err(Errno::OPNOTSUPP | Errno::PERM | Errno::ACCESS | Errno::INVAL | Errno::NOSPC) => {
                 counts.xattrs_dropped.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(system)
 }
 
-/// The NUL-separated attribute names of `fd`, sized by a first query (retried if they grew).
-fn list(fd: std::os::fd::BorrowedFd<'_>) -> rustix::io::Result<Vec<u8>> {
+/// The first buffer tried for attribute names and values: most fit, so one call (one round trip
+/// on NFS) instead of a size query and a read.
+const FIRST_TRY: usize = 4096;
+
+/// The NUL-separated attribute names of `fd`.
+fn list(fd: BorrowedFd<'_>) -> rustix::io::Result<Vec<u8>> {
+    sized(|buf| flistxattr(fd, buf), || flistxattr_query(fd))
+}
+
+fn get(fd: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<Vec<u8>> {
+    sized(|buf| fgetxattr(fd, name, buf), || fgetxattr_query(fd, name))
+}
+
+/// Reads into a [`FIRST_TRY`] buffer; when that is too small, asks the size and reads again
+/// (retried if it grew meanwhile).
+fn sized(
+    mut read: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
+    query: impl Fn() -> rustix::io::Result<usize>,
+) -> rustix::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; FIRST_TRY];
     loop {
-        let len = rustix::fs::flistxattr_query(fd)?;
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let mut buf = vec![0u8; len];
-        match flistxattr(fd, &mut buf) {
+        match read(&mut buf) {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(buf);
             }
-            Err(Errno::RANGE) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn get(fd: std::os::fd::BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<Vec<u8>> {
-    loop {
-        let len = rustix::fs::fgetxattr_query(fd, name)?;
-        let mut buf = vec![0u8; len];
-        match fgetxattr(fd, name, &mut buf) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-            Err(Errno::RANGE) => continue,
+            Err(Errno::RANGE) => buf = vec![0u8; query()?.max(buf.len() * 2)],
             Err(e) => return Err(e),
         }
     }

@@ -229,16 +229,34 @@ fn copy_file(p: &Pair, name: &OsStr, counts: &Counts) -> Result<()> {
         other => other.map_err(|e| at(&p.rel, name, e, "open"))?,
     };
     let st = fstat(&src).map_err(|e| at(&p.rel, name, e, "stat"))?;
-    let create =
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let dst = openat(&p.dst, name, create, Mode::from_raw_mode(0o600))
-        .map_err(|e| at(&p.rel, name, e, "create"))?;
+    let (dst, now) = create(&p.dst, name, &st).map_err(|e| at(&p.rel, name, e, "create"))?;
     let allocated = st.st_blocks as u64 * 512;
     let (method, bytes) = data::copy_data(&src, &dst, st.st_size as u64, allocated)
         .map_err(|e| at(&p.rel, name, e, "copy"))?;
-    meta::apply(&src, &dst, &st, counts).map_err(|e| at(&p.rel, name, e, "set"))?;
+    meta::apply(&src, &dst, &st, &now, counts).map_err(|e| at(&p.rel, name, e, "set"))?;
     counts.method(method, bytes);
     Ok(())
+}
+
+/// Creates the copy `name` of the file `st` describes in `dir` (a directory this copy made) and
+/// returns it open for writing, with its stat. Its permission bits are given at creation when they
+/// let the owner write, so that no chmod follows (set-id bits wait for the owner). Not `O_EXCL`:
+/// over NFSv4.1+ an exclusive create costs a SETATTR more. What `O_EXCL` would guard against is
+/// refused all the same: the name never follows a symlink (`O_NOFOLLOW`), and an entry that was
+/// already there, other than an empty file of one link (which the copy may fill), is an error.
+fn create(dir: &OwnedFd, name: &OsStr, st: &Stat) -> io::Result<(OwnedFd, Stat)> {
+    let perm = st.st_mode & 0o777;
+    let mode = if perm & 0o200 != 0 { perm } else { 0o600 };
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = openat(dir, name, flags, Mode::from_raw_mode(mode))?;
+    let now = fstat(&fd)?;
+    if FileType::from_raw_mode(now.st_mode) != FileType::RegularFile
+        || now.st_size != 0
+        || now.st_nlink != 1
+    {
+        return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+    }
+    Ok((fd, now))
 }
 
 /// Opens the directory at `rel` below `root`, one component at a time, never following a symlink.
@@ -281,11 +299,14 @@ fn finish(sh: &Shared<'_>, src: &OwnedFd, dst: &OwnedFd) -> Result<()> {
     dirs.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
     for (rel, st) in dirs {
         let (s, d) = (open_rel(src, &rel)?, open_rel(dst, &rel)?);
-        meta::apply(&s, &d, &st, &sh.counts)
-            .map_err(|e| Error::io(format!("set {}", rel.display()), e))?;
+        let set = |e| Error::io(format!("set {}", rel.display()), e);
+        let now = fstat(&d).map_err(|e| set(e.into()))?;
+        meta::apply(&s, &d, &st, &now, &sh.counts).map_err(set)?;
     }
-    let st = fstat(src).map_err(|e| Error::io("stat source", e.into()))?;
-    meta::apply(src, dst, &st, &sh.counts).map_err(|e| Error::io("set top directory", e))?;
+    let set = |e| Error::io("set top directory", e);
+    let st = fstat(src).map_err(|e| set(e.into()))?;
+    let now = fstat(dst).map_err(|e| set(e.into()))?;
+    meta::apply(src, dst, &st, &now, &sh.counts).map_err(set)?;
     Ok(())
 }
 

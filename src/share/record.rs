@@ -61,21 +61,55 @@ pub fn create(records: &OwnedFd, key: &str, record: &Record) -> nix::Result<()> 
     nix::unistd::symlinkat(record.encode().as_str(), records, key)
 }
 
-/// Writes (or replaces) the record named `key`.
+/// Writes (or replaces) the record named `key`, atomically: the new record is made under a
+/// temporary name and renamed over the old one, so a crash leaves the old record or the new one,
+/// never none (an expansion killed midway is retried against the old record and completes). A
+/// temporary record a crash left is replaced by the retry; callers hold the volume's guard.
 pub fn write(records: &OwnedFd, key: &str, record: &Record) -> nix::Result<()> {
-    let target = record.encode();
-    match nix::unistd::symlinkat(target.as_str(), records, key) {
+    let (temp, target) = (temp_key(key), record.encode());
+    match nix::unistd::symlinkat(target.as_str(), records, temp.as_str()) {
         Err(Errno::EEXIST) => {
-            super::fs::unlink(records, key.as_ref(), false)?;
-            nix::unistd::symlinkat(target.as_str(), records, key)
+            super::fs::unlink(records, temp.as_ref(), false)?;
+            nix::unistd::symlinkat(target.as_str(), records, temp.as_str())?;
         }
-        other => other,
+        other => other?,
     }
+    nix::fcntl::renameat(records, temp.as_str(), records, key)
 }
 
-/// Removes the record named `key`; a missing record is fine.
+/// Removes the record named `key`; a missing record is fine. One call: a temporary record a crash
+/// left beside it goes with the next [`write`] of the key or the start's [`sweep_temps`].
 pub fn remove(records: &OwnedFd, key: &str) -> nix::Result<()> {
     super::fs::unlink(records, key.as_ref(), false)
+}
+
+/// Removes every temporary record a crash left (once per share after a start, beside the trash
+/// sweep); returns how many went. A write racing it fails its rename and is retried by the CO.
+pub fn sweep_temps(records: &OwnedFd) -> crate::error::Result<usize> {
+    let temps: Vec<String> = super::fs::list(records)?
+        .into_iter()
+        .filter(|name| is_temp(name))
+        .collect();
+    for name in &temps {
+        super::fs::unlink(records, name.as_ref(), false).map_err(|e| {
+            crate::error::Error::errno(format!("remove temporary record {name}"), e)
+        })?;
+    }
+    Ok(temps.len())
+}
+
+/// Marks a temporary record: `%` followed by `t` is never in a key (every `%` of a key is
+/// escaped as `%25` or `%2F`).
+const TEMP: &str = "%tmp-";
+
+/// The temporary name [`write`] uses for `key`.
+fn temp_key(key: &str) -> String {
+    format!("{TEMP}{key}")
+}
+
+/// True for a temporary record (not a volume's; listings skip it).
+pub fn is_temp(name: &str) -> bool {
+    name.starts_with(TEMP)
 }
 
 #[cfg(test)]
@@ -103,5 +137,29 @@ mod tests {
         assert_eq!(Record::decode(&r.encode()), Some(r));
         assert_eq!(Record::decode("2 5 x"), None);
         assert_eq!(Record::decode("1 notanumber x"), None);
+    }
+
+    #[test]
+    fn a_rewrite_replaces_atomically_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let records: OwnedFd = std::fs::File::open(dir.path()).unwrap().into();
+        let rec = |capacity| Record {
+            capacity,
+            volume_id: "nsc1##/s#pvc-1#delete#".into(),
+        };
+        create(&records, "pvc-1", &rec(1)).unwrap();
+        // What a crash between the temporary record and the rename leaves: both.
+        nix::unistd::symlinkat(rec(2).encode().as_str(), &records, "%tmp-pvc-1").unwrap();
+        assert!(is_temp("%tmp-pvc-1") && !is_temp(&key(&SubDir::parse("%tmp-x").unwrap())));
+        assert_eq!(read(&records, "pvc-1").unwrap(), Some(rec(1)));
+        write(&records, "pvc-1", &rec(3)).unwrap();
+        assert_eq!(read(&records, "pvc-1").unwrap(), Some(rec(3)));
+        let names = || crate::share::fs::list(&records).unwrap();
+        assert_eq!(names(), ["pvc-1"]);
+        nix::unistd::symlinkat(rec(4).encode().as_str(), &records, "%tmp-pvc-1").unwrap();
+        remove(&records, "pvc-1").unwrap();
+        assert_eq!(names(), ["%tmp-pvc-1"]);
+        assert_eq!(sweep_temps(&records).unwrap(), 1);
+        assert_eq!(names(), Vec::<String>::new());
     }
 }

@@ -370,6 +370,9 @@ impl ShareRoot {
         };
         let mut out = Vec::new();
         for key in fs::list(&state.records)? {
+            if record::is_temp(&key) {
+                continue;
+            }
             if let Some(rec) =
                 record::read(&state.records, &key).map_err(|e| Error::errno("read record", e))?
             {
@@ -379,11 +382,13 @@ impl ShareRoot {
         Ok(out)
     }
 
-    /// Entries left in the trash (by a crash or a restart), to be removed in the background.
+    /// Entries left in the trash (by a crash or a restart), to be removed in the background; the
+    /// temporary records a crash left go first.
     pub fn pending_trash(&self) -> Result<Vec<TrashEntry>> {
         let Some(state) = self.state(false)? else {
             return Ok(Vec::new());
         };
+        record::sweep_temps(&state.records)?;
         fs::list(&state.trash)?
             .into_iter()
             .map(|name| {

@@ -17,6 +17,13 @@ fn share() -> (tempfile::TempDir, ShareRoot) {
     (dir, root)
 }
 
+/// The process's umask, read from /proc without changing it (umask(2) would, for every thread).
+fn process_umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = status.lines().find_map(|l| l.strip_prefix("Umask:"));
+    u32::from_str_radix(field.expect("Umask in /proc/self/status").trim(), 8).unwrap()
+}
+
 fn mode_of(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
@@ -85,9 +92,11 @@ fn create_makes_the_directory_and_its_record_once() {
     root.create_volume(&w, 0o750, 0o022, 0, "id-w").unwrap();
     assert_eq!(mode_of(&dir.path().join("pvc-w")), 0o750);
 
-    // setgid and sticky, which mkdir(2) alone does not set on Linux (setgid), with no umask
+    // setgid and sticky, which mkdir(2) alone does not set on Linux (setgid), under the process's
+    // real umask (022 in a shell; 0 once a Controller in this test process has cleared it)
     for (name, mode) in [("pvc-g", 0o2775), ("pvc-t", 0o1777)] {
-        root.create_volume(&sub(name), mode, 0, 0, name).unwrap();
+        root.create_volume(&sub(name), mode, process_umask(), 0, name)
+            .unwrap();
         assert_eq!(mode_of(&dir.path().join(name)), mode, "{name}");
     }
 }

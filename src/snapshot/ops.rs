@@ -102,6 +102,7 @@ impl Volumes {
             created_secs: since.as_secs() as i64,
             created_nanos: since.subsec_nanos(),
             size_bytes: 0,
+            restore_bytes: 0,
         };
         let info = Info {
             id: id.to_string(),

@@ -40,8 +40,13 @@ pub struct Meta {
     pub created_secs: i64,
     /// See `created_secs`.
     pub created_nanos: u32,
-    /// Bytes allocated to the source's files when it was cut (what a restore needs).
+    /// Bytes allocated to the source's files when it was cut (what a restore needs); for
+    /// `tar.zst`, the archive's size.
     pub size_bytes: u64,
+    /// Bytes allocated to the source's files when it was cut, in every format: what a restore
+    /// needs free (0 in snapshots cut before it was recorded).
+    #[serde(default)]
+    pub restore_bytes: u64,
 }
 
 /// Where a restore reads from.
@@ -133,17 +138,51 @@ pub fn list(root: &ShareRoot) -> Result<Vec<(String, Meta)>> {
     Ok(out)
 }
 
-/// Refuses a copy of `src` that the filesystem of `dst` has no room for.
+/// Refuses a copy of `src` that the filesystem of `dst` has no room for; returns the bytes the
+/// source's files have allocated.
 fn check_space(src: &OwnedFd, dst: &OwnedFd) -> Result<u64> {
     let usage = copy::measure(src).map_err(|e| Error::io("measure the source", e))?;
+    ensure_room(dst, usage.allocated, "the source holds")?;
+    Ok(usage.allocated)
+}
+
+/// Refuses with [`Error::NoSpace`] (RESOURCE_EXHAUSTED) before anything is written when the
+/// filesystem of `dst` has fewer than `needed` bytes free for non-root users (`what` says where
+/// the figure comes from).
+fn ensure_room(dst: &OwnedFd, needed: u64, what: &str) -> Result<()> {
     let free = crate::share::root::statvfs_fd(dst).map_err(|e| Error::errno("statvfs", e))?;
-    if free.available_bytes < usage.allocated {
+    if free.available_bytes < needed {
         return Err(Error::NoSpace(format!(
-            "the source holds {} bytes, the share has {} bytes free",
-            usage.allocated, free.available_bytes
+            "{what} {needed} bytes, the share has {} bytes free",
+            free.available_bytes
         )));
     }
-    Ok(usage.allocated)
+    Ok(())
+}
+
+/// What unpacking `archive` (of `source`) needs free, and where the figure comes from: the
+/// bytes the source's files had allocated, recorded when this driver cut the snapshot; else
+/// (a snapshot cut before that was recorded, or csi-driver-nfs's archive, which records
+/// nothing) the archive's own size, a lower bound in practice: file data is most of a tar, and
+/// gzip or zstd only make it smaller, so the unpacked files need at least that much. (An archive
+/// of mostly empty files or holes unpacks to less: on a share with less free space than such an
+/// archive's own size, its restore is refused although it might fit.)
+fn archive_needs(
+    src_root: &ShareRoot,
+    source: &Source,
+    archive: &std::fs::File,
+) -> Result<(u64, &'static str)> {
+    if let Source::Snapshot(dir) = source {
+        let recorded = read_meta(src_root, dir)?.map_or(0, |m| m.restore_bytes);
+        if recorded > 0 {
+            return Ok((recorded, "the snapshot's files held"));
+        }
+    }
+    let size = archive
+        .metadata()
+        .map_err(|e| Error::io("stat the snapshot archive", e))?
+        .len();
+    Ok((size, "the archive alone holds"))
 }
 
 /// Cuts the snapshot `dir` of the volume `source`: copies it into `temp`, writes `meta` (with the
@@ -161,6 +200,7 @@ pub fn cut(
     let snaps = area(root, "snapshots", true)?.expect("created");
     let src = root.open_volume(source)?;
     meta.size_bytes = check_space(&src, &snaps)?;
+    meta.restore_bytes = meta.size_bytes;
     mkdirat(&snaps, temp, Mode::from_bits_truncate(0o700))
         .map_err(|e| Error::errno(format!("mkdir snapshot {temp}"), e))?;
     let result = (|| {
@@ -275,8 +315,14 @@ pub fn restore(
         }
     };
     let restores = area(dst_root, "restore", true)?.expect("created");
-    if packed.is_none() {
-        check_space(&src, &restores)?;
+    match &packed {
+        None => {
+            check_space(&src, &restores)?;
+        }
+        Some((archive, _)) => {
+            let (needed, what) = archive_needs(src_root, source, archive)?;
+            ensure_room(&restores, needed, what)?;
+        }
     }
     mkdirat(&restores, temp, Mode::from_bits_truncate(0o700))
         .map_err(|e| Error::errno(format!("mkdir restore {temp}"), e))?;

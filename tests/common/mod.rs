@@ -3,8 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod crash;
 pub mod h2raw;
 pub mod http;
+pub mod load;
 pub mod node;
 pub mod snap;
 

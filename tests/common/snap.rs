@@ -187,6 +187,38 @@ pub async fn kill9_while_cutting(d: Driver, req: pb::CreateSnapshotRequest) -> D
     d
 }
 
+/// A small tmpfs mounted on `<dir>/share` (the share of a driver started in `dir`), unmounted on
+/// drop: a real filesystem that fills up. Needs root.
+pub struct SmallShare(pub std::path::PathBuf);
+
+impl SmallShare {
+    pub fn mount(dir: &Path, size: &str) -> SmallShare {
+        let share = dir.join("share");
+        std::fs::create_dir(&share).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &share,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size}").as_str()),
+        )
+        .unwrap_or_else(|e| panic!("mount a {size} tmpfs (needs root): {e}"));
+        SmallShare(share)
+    }
+
+    /// Bytes free for non-root users.
+    pub fn free(&self) -> u64 {
+        let st = nix::sys::statvfs::statvfs(&self.0).unwrap();
+        st.blocks_available() as u64 * st.fragment_size() as u64
+    }
+}
+
+impl Drop for SmallShare {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 /// A raw tar header: the name and link name go in as bytes, unchecked, as a hostile tool would.
 pub fn raw(name: &[u8], kind: tar::EntryType, link: &[u8], size: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();

@@ -91,3 +91,13 @@ summary() {
   echo "$1: $E2E_PASSED passed, $E2E_FAILED failed"
   ((E2E_FAILED == 0 && E2E_PASSED + E2E_SKIPPED > 0))
 }
+
+# cache_lock NAME FD: hold $NSC_CACHE/.lock-NAME on file descriptor FD until it is closed (exec FD>&-)
+# or the shell exits. Every builder of a cached tool takes its lock first, so the background prefetch
+# of a cold run (tests/e2e/prefetch.sh) and the stage that needs the tool never build it twice: the
+# stage waits for the build in progress and then finds the tool cached.
+cache_lock() {
+  mkdir -p "$NSC_CACHE"
+  eval "exec $2>\"\$NSC_CACHE/.lock-$1\""
+  flock -n "$2" || { echo "waiting for the build of $1 in progress (lock $NSC_CACHE/.lock-$1)" >&2; flock "$2"; }
+}

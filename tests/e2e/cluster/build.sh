@@ -16,7 +16,8 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
-export NSC_CACHE=${NSC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nfs-subdir-csi}
+# shellcheck source=tests/e2e/lib.sh
+. "$REPO/tests/e2e/lib.sh"   # NSC_CACHE, cache_lock
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 export PATH=$PATH:/usr/local/go/bin
 log() { printf '[cluster-build %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -40,6 +41,7 @@ packages() {
 # ---- containerd v2 from the Go module proxy (no replace directives: go install works)
 containerd() {
   local bin=$NSC_CACHE/containerd-$CONTAINERD_VERSION/bin stamp
+  cache_lock containerd 7
   stamp="github.com/containerd/containerd/v2@$CONTAINERD_VERSION $(go env GOVERSION)"
   if [ -x "$bin/containerd" ] && [ -x "$bin/ctr" ] && [ -x "$bin/containerd-shim-runc-v2" ] &&
     [ "$(cat "$bin/.stamp" 2>/dev/null)" = "$stamp" ]; then
@@ -55,6 +57,7 @@ containerd() {
       || die "go install containerd $CONTAINERD_VERSION failed"
     echo "$stamp" >"$bin/.stamp"
   fi
+  exec 7>&-
   NSC_CTD_BIN=$bin
 }
 
@@ -71,6 +74,8 @@ images() {
 command -v go >/dev/null || die "go not found (need Go >= 1.26)"
 timed packages packages
 timed containerd containerd
+# tests/e2e/prefetch.sh: only what needs no driver binary, ahead of the stage on a cold machine
+[ "${1:-}" = --prefetch ] && exit 0
 timed kubernetes k8s
 timed images images
 echo "NSC_K8S_BIN='$NSC_K8S_BIN' NSC_CTD_BIN='$NSC_CTD_BIN' NSC_IMAGE_OUT='$NSC_IMAGE_OUT'"

@@ -9,6 +9,7 @@ set -euo pipefail
 CSI_SANITY_VERSION=${CSI_SANITY_VERSION:-v5.6.0}   # newest release the module proxy serves (2026-11)
 export PATH=$PATH:/usr/local/go/bin
 bin=$NSC_CACHE/bin/csi-sanity-$CSI_SANITY_VERSION
+cache_lock csi-sanity 9
 if [ ! -x "$bin" ]; then
   echo "csi-sanity: building $CSI_SANITY_VERSION into $bin (go install)" >&2
   mkdir -p "$NSC_CACHE/bin"

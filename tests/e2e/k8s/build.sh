@@ -140,18 +140,27 @@ if [ ${#todo_k8s[@]} -gt 0 ]; then
     ld+=" -X k8s.io/$k.gitVersion=$K8S_VERSION -X k8s.io/$k.gitMajor=$major -X k8s.io/$k.gitMinor=$minor"
     ld+=" -X k8s.io/$k.gitTreeState=clean -X k8s.io/$k.buildDate=1970-01-01T00:00:00Z"
   done
+  # One `go build` for every command still missing: the packages they share compile once and the
+  # links run in parallel (-p). etcd's server package is named after its directory, hence the rename.
+  pkgs=()
   for b in "${todo_k8s[@]}"; do
     case "$b" in
-      etcd) pkg=go.etcd.io/etcd/server/v3; bld="-s -w" ;;
-      *) pkg=k8s.io/kubernetes/cmd/$b; bld="$ld" ;;
+      etcd) pkgs+=(go.etcd.io/etcd/server/v3) ;;
+      *) pkgs+=("k8s.io/kubernetes/cmd/$b") ;;
     esac
-    log "building $b ($pkg)"
-    t=$(date +%s)
-    (cd "$MOD" && go build -ldflags="$bld" -o "$BIN/$b.tmp" "$pkg") || die "go build $pkg failed"
-    mv "$BIN/$b.tmp" "$BIN/$b"
-    stamp_of "$b" >"$BIN/.$b.stamp"
-    log "built $b in $(( $(date +%s) - t ))s ($(du -h "$BIN/$b" | cut -f1))"
   done
+  log "building ${todo_k8s[*]}"
+  t=$(date +%s)
+  out="$BIN/.build.tmp"
+  rm -rf "$out" && mkdir -p "$out"
+  (cd "$MOD" && go build -ldflags="$ld" -o "$out/" "${pkgs[@]}") || die "go build ${pkgs[*]} failed"
+  for b in "${todo_k8s[@]}"; do
+    src=$b; [ "$b" = etcd ] && src=server
+    mv "$out/$src" "$BIN/$b"
+    stamp_of "$b" >"$BIN/.$b.stamp"
+  done
+  rmdir "$out"
+  log "built ${todo_k8s[*]} in $(( $(date +%s) - t ))s"
 fi
 
 if [ "$todo_prov" = 1 ]; then
@@ -183,15 +192,18 @@ if [ ${#todo_snap[@]} -gt 0 ]; then
     rm -rf "$SDIR.tmp" && cp -r "$sdir" "$SDIR.tmp" && cp -r "$cdir" "$SDIR.tmp/client" \
       && chmod -R u+w "$SDIR.tmp" && mv "$SDIR.tmp" "$SDIR"
   fi
+  log "building ${todo_snap[*]} ($SNAPSHOTTER_MODULE@$SNAPSHOTTER_VERSION)"
+  t=$(date +%s)
+  out="$BIN/.build.tmp"
+  rm -rf "$out" && mkdir -p "$out"
+  (cd "$SDIR" && go build -ldflags="-s -w -X main.version=$SNAPSHOTTER_VERSION" -o "$out/" "${todo_snap[@]/#/./cmd/}") \
+    || die "go build ${todo_snap[*]} failed"
   for b in "${todo_snap[@]}"; do
-    log "building $b ($SNAPSHOTTER_MODULE@$SNAPSHOTTER_VERSION)"
-    t=$(date +%s)
-    (cd "$SDIR" && go build -ldflags="-s -w -X main.version=$SNAPSHOTTER_VERSION" -o "$BIN/$b.tmp" "./cmd/$b") \
-      || die "go build $b failed"
-    mv "$BIN/$b.tmp" "$BIN/$b"
+    mv "$out/$b" "$BIN/$b"
     stamp_of "$b" >"$BIN/.$b.stamp"
-    log "built $b in $(( $(date +%s) - t ))s ($(du -h "$BIN/$b" | cut -f1))"
   done
+  rmdir "$out"
+  log "built ${todo_snap[*]} in $(( $(date +%s) - t ))s"
 fi
 
 log "done in $(( $(date +%s) - T0 ))s; binaries in $BIN"

@@ -3,7 +3,7 @@
 # (the sidecar-free mode), the Helm chart deploy/helm/nfs-subdir-csi and
 # examples/**/*.yaml.
 #
-#   bash tests/e2e/manifests/run.sh
+#   bash tests/e2e/manifests/run.sh [--install-only]
 #
 # Installs what it needs, idempotently, under $NSC_CACHE (tests/e2e/lib.sh; the snapshot CRDs in the
 # Go module cache;
@@ -63,8 +63,8 @@ if ! have_kv; then
         # Debian's system python needs python3-venv for this.
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
             say "python venv module missing; installing python3-venv with apt-get"
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null ||
-                { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+            DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq python3-venv >/dev/null ||
+                { apt-get -o DPkg::Lock::Timeout=900 update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq python3-venv >/dev/null; }
             rm -rf "$VENV"
             "$PY" -m venv "$VENV" || die "cannot create a venv with $PY"
         else
@@ -151,6 +151,8 @@ fi
 [ -n "$SNAPSHOT_CRDS" ] || say "no snapshot CRDs (client/v8@${snap_tag:-?}); that check is a SKIP (a FAIL under CI=true)"
 
 flock -u 9 2>/dev/null || true
+# tests/e2e/prefetch.sh installs the tools ahead of this stage on a cold machine
+[ "${1:-}" = --install-only ] && { say "tools installed (--install-only)"; exit 0; }
 
 say "helm $("$HELM" version --short 2>/dev/null); kustomize: ${KUSTOMIZE:-none}"
 exec "$VENV/bin/python" "$HERE/check_manifests.py" \

@@ -39,8 +39,8 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1
   fi
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 ||
-    { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+  apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 ||
+    { apt-get -o DPkg::Lock::Timeout=900 update -qq >/dev/null && apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends prometheus >/dev/null; }
   [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
 fi
 if command -v prometheus >/dev/null && command -v promtool >/dev/null; then

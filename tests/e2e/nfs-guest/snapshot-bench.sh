@@ -7,16 +7,20 @@
 # Usage (as root):  nice bash tests/e2e/nfs-guest/snapshot-bench.sh
 # Knobs: NSC_SNAP_BENCH_FILES (small files, default 2000), NSC_SNAP_BENCH_MIB (size of each of the two
 #        big files, default 32), NSC_SNAP_BENCH_REPS (default 3), NSC_SNAP_BENCH_SERVERS (default
-#        "ganesha-4.2 ganesha-4.1 nfsd-xfs-4.2"; NAME:REPS sets one server's repetitions),
+#        "ganesha-4.2 ganesha-4.1 nfsd-xfs-4.2 nfsd-xfs-4.2-big"; NAME:REPS sets one server's repetitions),
 #        NSC_SNAP_BENCH_NFSD_METHODS (default "copy tar.zst tar.gz"), NSC_SNAP_BENCH_DEV=1 (build
-#        with the dev profile, opt-level 3 for this crate, tar and zstd, instead of --release), and boot.sh's (NFS_GUEST_TIMEOUT, NFS_GUEST_WORK, ...).
+#        with the dev profile, opt-level 3 for this crate, tar and zstd, instead of --release),
+#        NSC_DRIVER + NSC_SNAP_BENCH_BIN (both set: these binaries, no build; e.g. to compare two
+#        builds), and boot.sh's (NFS_GUEST_TIMEOUT, NFS_GUEST_WORK, ...).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 REPO=$(cd "$HERE/../../.." && pwd -P)
 cd "$REPO"
 [[ $(id -u) == 0 ]] || { echo "snapshot-bench: must run as root (ganesha, namespaces, mounts)" >&2; exit 2; }
 export PATH=$PATH:$HOME/.cargo/bin
-if [[ ${NSC_SNAP_BENCH_DEV:-} == 1 ]]; then
+if [[ -n ${NSC_DRIVER:-} && -n ${NSC_SNAP_BENCH_BIN:-} ]]; then
+  out=
+elif [[ ${NSC_SNAP_BENCH_DEV:-} == 1 ]]; then
   # the dev profile's warm dependencies, with the data paths (this crate, tar, zstd) at opt-level 3:
   # minutes instead of the release build's hour on a loaded 2-core machine
   opt=()
@@ -27,10 +31,10 @@ else
   cargo build --release --bin nfs-subdir-csi --example snapshot_bench
   out=$REPO/target/release
 fi
-export NSC_DRIVER=$out/nfs-subdir-csi NSC_SNAP_BENCH_BIN=$out/examples/snapshot_bench
+[[ -z $out ]] || export NSC_DRIVER=$out/nfs-subdir-csi NSC_SNAP_BENCH_BIN=$out/examples/snapshot_bench
 export NSC_SNAP_BENCH_FILES=${NSC_SNAP_BENCH_FILES:-2000} NSC_SNAP_BENCH_MIB=${NSC_SNAP_BENCH_MIB:-32}
 export NSC_SNAP_BENCH_REPS=${NSC_SNAP_BENCH_REPS:-3}
-export NSC_SNAP_BENCH_SERVERS=${NSC_SNAP_BENCH_SERVERS:-ganesha-4.2 ganesha-4.1 nfsd-xfs-4.2}
+export NSC_SNAP_BENCH_SERVERS=${NSC_SNAP_BENCH_SERVERS:-ganesha-4.2 ganesha-4.1 nfsd-xfs-4.2 nfsd-xfs-4.2-big}
 export NSC_SNAP_BENCH_NFSD_METHODS=${NSC_SNAP_BENCH_NFSD_METHODS:-copy tar.zst tar.gz}
 export NFS_GUEST_ENV="${NFS_GUEST_ENV:-} NSC_DRIVER NSC_SNAP_BENCH_BIN NSC_SNAP_BENCH_FILES NSC_SNAP_BENCH_MIB NSC_SNAP_BENCH_REPS NSC_SNAP_BENCH_SERVERS NSC_SNAP_BENCH_NFSD_METHODS"
 export NFS_GUEST_TIMEOUT=${NFS_GUEST_TIMEOUT:-3000}
