@@ -5,8 +5,9 @@
 # figure | target` line they printed as one Markdown table, with the machine's load average before
 # and after. Nothing is asserted: the figures are for README "Benchmarks".
 # Usage (as root):  bash benches/table.sh
-# Knobs: the two benches' own (see their headers); NSC_TABLE_OUT (directory for the logs, default a
-# new one under /tmp). Exit status: non-zero if either bench failed (the rows printed are kept).
+# Knobs: the two benches' own (see their headers; NSC_BENCH_PROFILE=dev builds both without
+# optimisation, for call counts when a release build is too slow); NSC_TABLE_OUT (directory for
+# the logs, default a new one under /tmp). Exit status: non-zero if either bench failed (the rows printed are kept).
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$REPO" || exit 2
@@ -17,7 +18,9 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 started=$(date -u +%FT%TZ) load0=$(load)
 rc=0
 echo "table: cargo bench --bench local (log: $OUT/local.log)"
-cargo bench --bench local >"$OUT/local.log" 2>&1 || { rc=1; echo "table: local bench failed"; tail -20 "$OUT/local.log"; }
+profile=()
+[[ -n ${NSC_BENCH_PROFILE:-} ]] && profile=(--profile "$NSC_BENCH_PROFILE")
+cargo bench "${profile[@]}" --bench local >"$OUT/local.log" 2>&1 || { rc=1; echo "table: local bench failed"; tail -20 "$OUT/local.log"; }
 load1=$(load)
 echo "table: tests/e2e/nfs-guest/bench.sh (log: $OUT/nfs.log)"
 NFS_GUEST_WORK=${NFS_GUEST_WORK:-$OUT/guest} bash tests/e2e/nfs-guest/bench.sh >"$OUT/nfs.log" 2>&1 ||
