@@ -84,3 +84,17 @@ fn a_top_that_is_a_symlink_is_removed_not_followed() {
     assert_eq!(remove_tree(&parent, "link").unwrap(), 1);
     assert!(outside.path().join("keep").exists());
 }
+
+#[test]
+fn the_first_rmdir_does_not_follow_a_symlink_to_an_empty_directory() {
+    let base = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir(outside.path().join("empty")).unwrap();
+    symlink(outside.path().join("empty"), base.path().join("link")).unwrap();
+    let parent = super::super::fs::open_root(base.path()).unwrap();
+    assert_eq!(remove_tree(&parent, "link").unwrap(), 1);
+    assert!(
+        outside.path().join("empty").is_dir(),
+        "followed the symlink"
+    );
+}

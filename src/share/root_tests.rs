@@ -356,3 +356,18 @@ fn archives_are_named_the_way_each_tool_named_them() {
     }
     assert!(!dir.path().join("archived-ns/never-made").exists());
 }
+
+#[test]
+fn a_temporary_record_a_crash_left_is_not_listed_as_a_volume() {
+    let (dir, root) = share();
+    root.create_volume(&sub("pvc-a"), 0o777, 0, GIB, "id-a")
+        .unwrap();
+    let records = dir.path().join(STATE_DIR).join("volumes");
+    let key = names(&records).pop().unwrap();
+    // as if a crash stopped an expansion between its temporary record and the rename
+    symlink("left", records.join(format!("%tmp-{key}"))).unwrap();
+    let fresh = ShareRoot::open(dir.path()).unwrap();
+    assert_eq!(fresh.record_keys().unwrap(), vec![key.clone()]);
+    let listed: Vec<String> = fresh.records().unwrap().into_iter().map(|r| r.0).collect();
+    assert_eq!(listed, vec![key]);
+}

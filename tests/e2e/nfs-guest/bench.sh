@@ -5,8 +5,9 @@
 # Usage (as root):  bash tests/e2e/nfs-guest/bench.sh
 # Knobs: NSC_BENCH_N (sequential pairs, default 200), NSC_BENCH_CONCURRENT_N (calls per
 #        throughput mode and round, default 512), NSC_BENCH_ROUNDS (default 3),
-#        NSC_BENCH_PARTS ("calls tree-node"), NSC_BENCH_TREE_ROUNDS (3),
-#        NSC_BENCH_TREE_FILES (10000), NSC_BENCH_NODE_N (30),
+#        NSC_BENCH_PARTS ("calls tree-node nfsd"), NSC_BENCH_TREE_ROUNDS (3),
+#        NSC_BENCH_TREE_FILES (10000), NSC_BENCH_NODE_N (30), NSC_BENCH_NFSD_CONCURRENT_N (128),
+#        NSC_BENCH_NFSD_ROUNDS (1),
 #        NSC_BENCH_PROFILE (release; "dev" for a quick debug build), and boot.sh's (NFS_GUEST_TIMEOUT,
 #        NFS_GUEST_WORK, ...).
 set -euo pipefail
@@ -23,9 +24,12 @@ export NSC_BENCH_TREE_BIN=$OUT/examples/nfs_bench_tree_node
 export NSC_BENCH_N=${NSC_BENCH_N:-200} NSC_BENCH_CONCURRENT_N=${NSC_BENCH_CONCURRENT_N:-512}
 export NSC_BENCH_ROUNDS=${NSC_BENCH_ROUNDS:-3}
 export NFS_GUEST_ENV="${NFS_GUEST_ENV:-} NSC_DRIVER NSC_BENCH_BIN NSC_BENCH_N NSC_BENCH_CONCURRENT_N NSC_BENCH_ROUNDS NSC_BENCH_TREE_BIN"
-for v in NSC_BENCH_PARTS NSC_BENCH_TREE_ROUNDS NSC_BENCH_TREE_FILES NSC_BENCH_NODE_N; do
+for v in NSC_BENCH_PARTS NSC_BENCH_TREE_ROUNDS NSC_BENCH_TREE_FILES NSC_BENCH_NODE_N \
+  NSC_BENCH_NFSD_CONCURRENT_N NSC_BENCH_NFSD_ROUNDS; do
   if [[ -n ${!v:-} ]]; then export "${v?}" NFS_GUEST_ENV="$NFS_GUEST_ENV $v"; fi
 done
+# (e) runs the guest's kernel nfsd on XFS (host packages, seen through the guest's 9p root)
+export NFS_GUEST_EXTRA_PKGS="${NFS_GUEST_EXTRA_PKGS:-} xfsprogs nfs-kernel-server"
 export NFS_GUEST_TIMEOUT=${NFS_GUEST_TIMEOUT:-600}
 export NFS_GUEST_WORK=${NFS_GUEST_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/nfs-bench.XXXXXX")}
 # (d)'s trees, made on the host in the exported directory (through NFS under TCG it takes longer
