@@ -22,6 +22,7 @@ pub mod http;
 pub mod metrics;
 pub mod mount;
 pub mod node;
+pub mod pool;
 pub mod provisioner;
 pub mod quota;
 pub mod registration;

@@ -18,6 +18,7 @@
 mod common;
 mod ops;
 mod parallel;
+mod util;
 
 use common::{median, percentile};
 use nfs_subdir_csi::csi::client;
@@ -31,23 +32,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
-
-pub(crate) type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
-}
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
+pub(crate) use util::{Res, env, env_num, ms};
 
 #[derive(Clone)]
 pub(crate) struct Params(HashMap<String, String>);

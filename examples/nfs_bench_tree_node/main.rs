@@ -18,6 +18,8 @@
 #[path = "../../benches/common/mod.rs"]
 #[allow(dead_code)]
 mod common;
+#[path = "../nfs_bench/util.rs"]
+mod util;
 
 use common::median;
 use nfs_subdir_csi::csi::client;
@@ -29,23 +31,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
-
-type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
-}
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
+use util::{Res, env, env_num, ms};
 
 struct Bench {
     ctl: ControllerClient<Channel>,

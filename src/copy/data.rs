@@ -144,7 +144,6 @@ fn copy_range(
 /// Reads and writes `[pos, end)`; blocks of zeros are not written (the final `ftruncate` leaves
 /// them as holes), so sparse files stay sparse even where the source cannot say where its holes are.
 fn read_write(src: &OwnedFd, dst: &OwnedFd, mut pos: u64, end: u64) -> io::Result<u64> {
-    const BLOCK: usize = 4096;
     let (src, dst) = (file_ref(src)?, file_ref(dst)?);
     let mut buf = vec![0u8; (1 << 20).min((end - pos) as usize)];
     while pos < end {
@@ -153,24 +152,34 @@ fn read_write(src: &OwnedFd, dst: &OwnedFd, mut pos: u64, end: u64) -> io::Resul
         if n == 0 {
             break;
         }
-        // Writes each run of blocks that hold data in one call.
-        let mut run: Option<usize> = None;
-        for (i, chunk) in buf[..n].chunks(BLOCK).enumerate() {
-            match (chunk.iter().any(|b| *b != 0), run) {
-                (true, None) => run = Some(i * BLOCK),
-                (false, Some(from)) => {
-                    dst.write_all_at(&buf[from..i * BLOCK], pos + from as u64)?;
-                    run = None;
-                }
-                _ => {}
-            }
-        }
-        if let Some(from) = run {
-            dst.write_all_at(&buf[from..n], pos + from as u64)?;
-        }
+        write_data_runs(&dst, &buf[..n], pos)?;
         pos += n as u64;
     }
     Ok(pos)
+}
+
+/// Writes `buf` into `file` at `pos`, each run of 4 KiB blocks that hold data in one call; blocks
+/// of zeros are not written, so they stay holes. Returns where the last written run ends, or
+/// `None` when `buf` held only zeros. Used by the copy and by the snapshot archives' unpacker.
+pub fn write_data_runs(file: &std::fs::File, buf: &[u8], pos: u64) -> io::Result<Option<u64>> {
+    const BLOCK: usize = 4096;
+    let (mut run, mut end): (Option<usize>, Option<u64>) = (None, None);
+    for (i, chunk) in buf.chunks(BLOCK).enumerate() {
+        match (chunk.iter().any(|b| *b != 0), run) {
+            (true, None) => run = Some(i * BLOCK),
+            (false, Some(from)) => {
+                file.write_all_at(&buf[from..i * BLOCK], pos + from as u64)?;
+                end = Some(pos + (i * BLOCK) as u64);
+                run = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(from) = run {
+        file.write_all_at(&buf[from..], pos + from as u64)?;
+        end = Some(pos + buf.len() as u64);
+    }
+    Ok(end)
 }
 
 /// A `File` on a duplicate of `fd` (for positioned reads and writes).

@@ -19,7 +19,7 @@ mod data;
 mod meta;
 mod walk;
 
-pub use data::{Method, dense};
+pub use data::{Method, dense, write_data_runs};
 pub use walk::copy_tree;
 
 use std::os::fd::OwnedFd;

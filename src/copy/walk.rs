@@ -4,6 +4,7 @@
 
 use super::{Counts, Options, Summary, Usage, data, meta};
 use crate::error::{Error, Result};
+use crate::pool::Work;
 use crate::share::fs::list_raw;
 use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, Stat, chmodat, fstat, linkat, mkdirat, mknodat, openat,
@@ -15,8 +16,8 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 const DIR: OFlags = OFlags::DIRECTORY
     .union(OFlags::NOFOLLOW)
@@ -39,11 +40,7 @@ struct Task {
 struct Shared<'a> {
     opts: &'a Options,
     counts: Counts,
-    /// Pending tasks and the number of tasks being worked on.
-    queue: Mutex<(Vec<Task>, usize)>,
-    wake: Condvar,
-    stop: AtomicBool,
-    failed: Mutex<Option<Error>>,
+    work: Work<Task, Error>,
     /// First copy of each multiply-linked inode: (dev, ino) → path in the target.
     links: Mutex<HashMap<(u64, u64), PathBuf>>,
     /// Further links to make at the end: (first copy, new name), paths in the target.
@@ -59,10 +56,7 @@ pub fn copy_tree(src: &OwnedFd, dst: &OwnedFd, opts: &Options) -> Result<Summary
     let sh = Shared {
         opts,
         counts: Counts::default(),
-        queue: Mutex::new((Vec::new(), 0)),
-        wake: Condvar::new(),
-        stop: AtomicBool::new(false),
-        failed: Mutex::new(None),
+        work: Work::default(),
         links: Mutex::default(),
         deferred: Mutex::default(),
         dirs: Mutex::default(),
@@ -79,7 +73,7 @@ pub fn copy_tree(src: &OwnedFd, dst: &OwnedFd, opts: &Options) -> Result<Summary
             s.spawn(|| worker(&sh));
         }
     });
-    if let Some(e) = sh.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some(e) = sh.work.take_error() {
         return Err(e);
     }
     finish(&sh, src, dst)?;
@@ -87,38 +81,13 @@ pub fn copy_tree(src: &OwnedFd, dst: &OwnedFd, opts: &Options) -> Result<Summary
 }
 
 fn worker(sh: &Shared<'_>) {
-    loop {
-        let task = {
-            let mut q = sh.queue.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
-                if sh.stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                if let Some(t) = q.0.pop() {
-                    q.1 += 1;
-                    break t;
-                }
-                if q.1 == 0 {
-                    return;
-                }
-                q = sh.wake.wait(q).unwrap_or_else(|p| p.into_inner());
-            }
-        };
-        let result = if sh.opts.cancel.load(Ordering::Relaxed) {
+    sh.work.work(|task| {
+        if sh.opts.cancel.load(Ordering::Relaxed) {
             Err(Error::io("copy", io::ErrorKind::Interrupted.into()))
         } else {
             run(sh, task)
-        };
-        if let Err(e) = result {
-            sh.failed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_or_insert(e);
-            sh.stop.store(true, Ordering::Relaxed);
         }
-        sh.queue.lock().unwrap_or_else(|p| p.into_inner()).1 -= 1;
-        sh.wake.notify_all();
-    }
+    });
 }
 
 fn at(rel: &Path, name: &OsStr, e: impl Into<io::Error>, what: &str) -> Error {
@@ -133,12 +102,7 @@ fn enqueue_entries(sh: &Shared<'_>, pair: Arc<Pair>) -> Result<()> {
         parent: pair.clone(),
         name,
     });
-    sh.queue
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .0
-        .extend(tasks);
-    sh.wake.notify_all();
+    sh.work.push(tasks);
     Ok(())
 }
 

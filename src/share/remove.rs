@@ -10,14 +10,15 @@
 //! the open ones stay near one path per worker).
 
 use super::fs::{list_raw, lstat, open_dir, unlink};
+use crate::pool::Work;
 use nix::dir::Type;
 use nix::errno::Errno;
 use nix::sys::stat::{Mode, fchmod};
 use nix::unistd::UnlinkatFlags;
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Threads that remove one tree: enough to keep several NFS round trips in flight, few enough to
 /// leave the server and the controller's CPU to other work.
@@ -48,11 +49,7 @@ enum Task {
 
 struct Shared<'a> {
     top_parent: &'a OwnedFd,
-    /// Pending tasks and the number being worked on.
-    queue: Mutex<(Vec<Task>, usize)>,
-    wake: Condvar,
-    stop: AtomicBool,
-    failed: Mutex<Option<Errno>>,
+    work: Work<Task, Errno>,
     removed: AtomicU64,
 }
 
@@ -84,10 +81,7 @@ pub fn remove_tree_with(parent: &OwnedFd, name: &str, workers: usize) -> nix::Re
     }
     let sh = Shared {
         top_parent: parent,
-        queue: Mutex::new((Vec::new(), 0)),
-        wake: Condvar::new(),
-        stop: AtomicBool::new(false),
-        failed: Mutex::new(None),
+        work: Work::default(),
         removed: AtomicU64::new(0),
     };
     // The top is listed here: a small tree (one slice, no subdirectory) needs no threads at all.
@@ -96,10 +90,9 @@ pub fn remove_tree_with(parent: &OwnedFd, name: &str, workers: usize) -> nix::Re
         other => other?,
     };
     schedule(&sh, top, None)?;
-    let small = {
-        let q = sh.queue.lock().unwrap_or_else(|p| p.into_inner());
-        q.0.len() <= 1 && q.0.iter().all(|t| matches!(t, Task::Unlink { .. }))
-    };
+    let small = sh
+        .work
+        .peek(|q| q.len() <= 1 && q.iter().all(|t| matches!(t, Task::Unlink { .. })));
     if small || workers <= 1 {
         worker(&sh);
     } else {
@@ -110,40 +103,14 @@ pub fn remove_tree_with(parent: &OwnedFd, name: &str, workers: usize) -> nix::Re
             worker(&sh);
         });
     }
-    match sh.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    match sh.work.take_error() {
         Some(e) => Err(e),
         None => Ok(sh.removed.load(Ordering::Relaxed)),
     }
 }
 
 fn worker(sh: &Shared<'_>) {
-    loop {
-        let task = {
-            let mut q = sh.queue.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
-                if sh.stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                if let Some(t) = q.0.pop() {
-                    q.1 += 1;
-                    break t;
-                }
-                if q.1 == 0 {
-                    return;
-                }
-                q = sh.wake.wait(q).unwrap_or_else(|p| p.into_inner());
-            }
-        };
-        if let Err(e) = run(sh, task) {
-            sh.failed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_or_insert(e);
-            sh.stop.store(true, Ordering::Relaxed);
-        }
-        sh.queue.lock().unwrap_or_else(|p| p.into_inner()).1 -= 1;
-        sh.wake.notify_all();
-    }
+    sh.work.work(|task| run(sh, task));
 }
 
 fn run(sh: &Shared<'_>, task: Task) -> nix::Result<()> {
@@ -174,13 +141,10 @@ fn run(sh: &Shared<'_>, task: Task) -> nix::Result<()> {
                     },
                 };
                 if is_dir {
-                    push(
-                        sh,
-                        vec![Task::Open {
-                            parent: dir.clone(),
-                            name,
-                        }],
-                    );
+                    sh.work.push([Task::Open {
+                        parent: dir.clone(),
+                        name,
+                    }]);
                 } else {
                     unlink_writable(&dir.fd, &name, false)?;
                     sh.removed.fetch_add(1, Ordering::Relaxed);
@@ -221,22 +185,8 @@ fn schedule(
         parent: dir.clone(),
         name,
     }));
-    push(sh, tasks);
+    sh.work.push(tasks);
     Ok(())
-}
-
-fn push(sh: &Shared<'_>, tasks: Vec<Task>) {
-    let n = tasks.len();
-    sh.queue
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .0
-        .extend(tasks);
-    if n > 1 {
-        sh.wake.notify_all();
-    } else {
-        sh.wake.notify_one();
-    }
 }
 
 /// One child of `dir` is gone; the last one removes `dir` itself, and so on up the tree.

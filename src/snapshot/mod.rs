@@ -9,6 +9,7 @@ pub mod legacy;
 mod list;
 mod ops;
 mod restore;
+mod space;
 pub mod store;
 
 pub use id::{Format, SnapshotId};

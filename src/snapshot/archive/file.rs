@@ -12,7 +12,6 @@ use rustix::io::Errno;
 use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 
 /// The directory of the previous file, open.
@@ -110,7 +109,6 @@ pub fn unpack<R: Read>(
 /// Writes the entry's data into `file`, leaving blocks of zeros (a sparse entry's holes, or zero
 /// data) unwritten, then sets the length if it ends in a hole; returns the length.
 fn write_data(entry: &mut impl Read, file: &std::fs::File) -> io::Result<u64> {
-    const BLOCK: usize = 4096;
     let mut buf = vec![0u8; 1 << 20];
     let (mut pos, mut written) = (0u64, 0u64);
     loop {
@@ -127,21 +125,8 @@ fn write_data(entry: &mut impl Read, file: &std::fs::File) -> io::Result<u64> {
         if n == 0 {
             break;
         }
-        let mut run: Option<usize> = None;
-        for (i, chunk) in buf[..n].chunks(BLOCK).enumerate() {
-            match (chunk.iter().any(|b| *b != 0), run) {
-                (true, None) => run = Some(i * BLOCK),
-                (false, Some(from)) => {
-                    file.write_all_at(&buf[from..i * BLOCK], pos + from as u64)?;
-                    written = pos + (i * BLOCK) as u64;
-                    run = None;
-                }
-                _ => {}
-            }
-        }
-        if let Some(from) = run {
-            file.write_all_at(&buf[from..n], pos + from as u64)?;
-            written = pos + n as u64;
+        if let Some(end) = crate::copy::write_data_runs(file, &buf[..n], pos)? {
+            written = end;
         }
         pos += n as u64;
     }
