@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod listing;
 mod purge;
 mod query;
 mod quota;
@@ -75,6 +76,8 @@ pub struct Volumes {
     quotas: crate::quota::Quotas,
     /// A fault injected at start-up (tests only; see [`Fault`]).
     fault: Option<Fault>,
+    /// ListVolumes' paging snapshot.
+    listings: listing::Listings,
 }
 
 impl Volumes {
@@ -95,6 +98,7 @@ impl Volumes {
             metrics,
             quotas: Default::default(),
             fault: None,
+            listings: Default::default(),
         }
     }
 

@@ -5,7 +5,7 @@ use crate::blocking;
 use crate::error::{Error, Result};
 use crate::guard::Locks;
 use crate::metrics::{Metrics, MountOp};
-use crate::mount::{self, mountinfo, nfs};
+use crate::mount::{self, Probes, Unusable, mountinfo, nfs};
 use crate::share::{FsStats, ShareRoot, root::statvfs_fd};
 use crate::volume::{VolumeContext, VolumeId, add_mount_options, context};
 use std::collections::HashMap;
@@ -71,6 +71,8 @@ pub struct Node {
     locks: Locks,
     metrics: Metrics,
     made: MadeMounts,
+    /// Checks of mounted targets still in flight.
+    probes: Probes,
 }
 
 impl Node {
@@ -81,6 +83,7 @@ impl Node {
             locks: Locks::default(),
             metrics,
             made: MadeMounts::default(),
+            probes: Probes::default(),
         }
     }
 
@@ -98,7 +101,7 @@ impl Node {
         // A target already mounted gets a quarter of the time to prove it still answers.
         let check = (deadline / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
         let started = Instant::now();
-        let made = self.made.clone();
+        let (made, probes) = (self.made.clone(), self.probes.clone());
         let result = blocking::run(&what, deadline, move || {
             let _held = guard;
             let target = absolute_target(&target)?;
@@ -106,6 +109,7 @@ impl Node {
                 read_only: req.read_only,
                 single_writer: req.single_writer,
                 check,
+                probes,
             };
             publish_blocking(&source, &target, &how, &made)
         })
@@ -219,11 +223,13 @@ fn absolute_target(target: &Path) -> Result<PathBuf> {
     Ok(parent.join(name))
 }
 
-/// How to publish: read-only, single writer, and how long a mounted target may take to answer.
+/// How to publish: read-only, single writer, and how long a mounted target may take to answer
+/// its check.
 struct How {
     read_only: bool,
     single_writer: bool,
     check: Duration,
+    probes: Probes,
 }
 
 fn lock(made: &MadeMounts) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Made>> {
@@ -244,13 +250,13 @@ fn publish_blocking(
     // (down, or cut off by the network): a fresh mount would not answer either, and a detach would
     // leave a running pod's target an empty local directory (stats then report the node's own
     // disk as healthy): the mount stays and the call answers UNAVAILABLE, for kubelet to retry.
-    let existing = match existing.map(|_| nfs::probe(target, check)) {
-        Some(Err(nfs::Unusable::Stale(why))) => {
+    let existing = match existing.map(|_| how.probes.probe(target, check)) {
+        Some(Err(Unusable::Stale(why))) => {
             tracing::warn!(target = %target.display(), %why, "target is mounted but stale; detaching it and mounting again");
             mount::unmount_all(target, true)?;
             None
         }
-        Some(Err(nfs::Unusable::NoAnswer(why))) => {
+        Some(Err(Unusable::NoAnswer(why))) => {
             return Err(Error::Unavailable(format!(
                 "{} is mounted but its server does not answer ({why}); kept as it is",
                 target.display()
@@ -290,7 +296,7 @@ fn publish_blocking(
             bounded: false,
         };
         let key = format!("{}\0{path}\0{:?}", m.server, m.options);
-        if !bind_same_volume(made, &mounts, &key, target, read_only, check) {
+        if !bind_same_volume(made, &mounts, &key, target, how) {
             let vers = nfs::mount_nfs(&m, target)?;
             tracing::info!(target = %target.display(), vers, "NFS volume mounted");
         }
@@ -323,9 +329,9 @@ fn bind_same_volume(
     mounts: &[mountinfo::Mount],
     key: &str,
     target: &Path,
-    read_only: bool,
-    check: Duration,
+    how: &How,
 ) -> bool {
+    let read_only = how.read_only;
     let candidates: Vec<PathBuf> = lock(made)
         .iter()
         .filter(|(at, m)| m.key == key && (read_only || !m.read_only) && at.as_path() != target)
@@ -338,7 +344,7 @@ fn bind_same_volume(
         if !m.fstype.starts_with("nfs") || (!read_only && (m.read_only() || m.super_read_only())) {
             continue;
         }
-        if let Err(why) = nfs::probe(&from, check) {
+        if let Err(why) = how.probes.probe(&from, how.check) {
             tracing::debug!(from = %from.display(), ?why, "not bound from a target that does not answer");
             continue;
         }

@@ -40,28 +40,25 @@ pub fn decode(token: &str) -> Result<Option<String>> {
         .map_err(|_| bad())
 }
 
-/// One page of `sorted` (key, item) pairs: those after the key `after` (from [`decode`]), at most
-/// `max` of them (0: all), and the token of the next page ("" when this page is the last).
-pub fn page<T>(
-    sorted: Vec<(String, T)>,
+/// Where the page after the key `after` (from [`decode`]) lies in `sorted` (sorted by `key`,
+/// keys distinct): at most `max` items (0: all), and the token of the next page ("" when this page
+/// is the last). A key no longer present still places the page: it starts at the first key after it.
+pub fn window<T>(
+    sorted: &[T],
+    key: impl Fn(&T) -> &str,
     after: Option<&str>,
     max: usize,
-) -> (Vec<(String, T)>, String) {
-    let rest: Vec<_> = sorted
-        .into_iter()
-        .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
-        .collect();
-    let take = if max == 0 {
-        rest.len()
-    } else {
-        max.min(rest.len())
-    };
-    let next = if take < rest.len() {
-        encode(&rest[take - 1].0)
+) -> (std::ops::Range<usize>, String) {
+    let start = after.map_or(0, |a| sorted.partition_point(|t| key(t) <= a));
+    let rest = sorted.len() - start;
+    let take = if max == 0 { rest } else { max.min(rest) };
+    let end = start + take;
+    let next = if end < sorted.len() {
+        encode(key(&sorted[end - 1]))
     } else {
         String::new()
     };
-    (rest.into_iter().take(take).collect(), next)
+    (start..end, next)
 }
 
 #[cfg(test)]
@@ -83,8 +80,9 @@ mod tests {
     fn pages_follow_the_token_of_the_last_key() {
         let all = || (1..=5).map(|i| (format!("k{i}"), i)).collect::<Vec<_>>();
         let page = |after: Option<&str>, max| {
-            let (items, next) = page(all(), after, max);
-            (items.into_iter().map(|(_, i)| i).collect::<Vec<_>>(), next)
+            let all = all();
+            let (range, next) = window(&all, |(k, _)| k, after, max);
+            (all[range].iter().map(|(_, i)| *i).collect::<Vec<_>>(), next)
         };
         let (first, next) = page(None, 2);
         assert_eq!(first, [1, 2]);
@@ -94,5 +92,8 @@ mod tests {
         let (last, next) = page(decode(&next).unwrap().as_deref(), 2);
         assert_eq!((last, next.as_str()), (vec![5], ""));
         assert_eq!(page(None, 0).0.len(), 5);
+        // the last key of a page deleted before the next one: the page starts after it
+        assert_eq!(page(Some("k2a"), 0).0, [3, 4, 5]);
+        assert_eq!(page(Some("k9"), 2), (vec![], String::new()));
     }
 }

@@ -55,6 +55,8 @@ async fn metrics_count_calls_by_method_and_code() {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
+    // Written to, so the delete moves it into the trash (an empty volume goes with one rmdir).
+    std::fs::write(d.share().join("pvc-metrics-1/data"), b"x").unwrap();
     delete(&mut c, &vol.volume_id).await;
 
     let text = || http::get(port, "/metrics").1;

@@ -1,10 +1,12 @@
 //! The volume operations that only read: look a volume up, list volumes, free space of a share.
 //! A volume with a project quota reports its project's limit as its capacity (see [`crate::quota`]).
 
+use super::listing::Listing;
 use super::{Page, Volume, Volumes};
 use crate::error::{Error, Result};
 use crate::token;
 use crate::volume::{Params, VolumeContext, VolumeId};
+use std::sync::Arc;
 use std::time::Duration;
 
 impl Volumes {
@@ -46,36 +48,24 @@ impl Volumes {
     }
 
     /// Lists volumes on every known share, `max` at a time (0: all), after `token`; each with its
-    /// project's limit as its capacity where it has one, else its recorded size. Only the page's
-    /// records are read: the names of all of them page the list (so reading every page costs
-    /// one listing of names per page, and each record once).
+    /// project's limit as its capacity where it has one, else its recorded size. A first page
+    /// lists the names of every record and keeps that listing briefly ([`super::listing::Listings`]); the pages
+    /// after it page that listing, and every page reads only its own records.
     pub async fn list(&self, token: &str, max: usize, deadline: Duration) -> Result<Page> {
         let after = token::decode(token)?;
-        let specs = self.shares.known().await;
-        let mut all = Vec::new();
-        for (i, spec) in specs.iter().enumerate() {
-            let keys = self
-                .on_share(spec, "list volumes", deadline, |root| root.record_keys())
-                .await?;
-            let prefix = spec.to_string();
-            all.extend(
-                keys.into_iter()
-                    .map(|key| (format!("{prefix}\0{key}"), (i, key))),
-            );
+        let listing = match after.as_ref().and_then(|_| self.listings.fresh()) {
+            Some(kept) => kept,
+            None => Arc::new(self.list_names(deadline).await?),
+        };
+        let (runs, next) = listing.page(after.as_deref(), max);
+        if next.is_empty() {
+            self.listings.drop_last();
+        } else {
+            self.listings.keep(listing.clone());
         }
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        // The same export reached with different mount options holds the same records.
-        all.dedup_by(|a, b| a.0 == b.0);
-        let (page, next) = token::page(all, after.as_deref(), max);
-        let mut volumes = Vec::with_capacity(page.len());
-        // The page is sorted by share, so each share's part is one run.
-        let mut rest = page.as_slice();
-        while let Some(((_, (i, _)), _)) = rest.split_first() {
-            let share = *i;
-            let run = rest.iter().take_while(|(_, (j, _))| *j == share).count();
-            let keys: Vec<String> = rest[..run].iter().map(|(_, (_, k))| k.clone()).collect();
-            rest = &rest[run..];
-            let spec = &specs[share];
+        let mut volumes = Vec::with_capacity(runs.iter().map(|(_, keys)| keys.len()).sum());
+        for (share, keys) in runs {
+            let spec = &listing.specs[share];
             let records = self
                 .on_share(spec, "list volumes", deadline, move |root| {
                     root.records_of(&keys)
@@ -97,6 +87,19 @@ impl Volumes {
             }));
         }
         Ok(Page { volumes, next })
+    }
+
+    /// The names of the records on every known share.
+    async fn list_names(&self, deadline: Duration) -> Result<Listing> {
+        let specs = self.shares.known().await;
+        let mut keys = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            keys.push(
+                self.on_share(spec, "list volumes", deadline, |root| root.record_keys())
+                    .await?,
+            );
+        }
+        Ok(Listing::new(specs, keys))
     }
 
     /// Free bytes on the share the parameters name (or the default share); 0 when none is known.

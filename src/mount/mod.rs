@@ -4,5 +4,7 @@
 pub mod mountinfo;
 pub mod nfs;
 pub mod ops;
+pub mod probe;
 
 pub use ops::{bind_existing, bind_volume, is_mount_point, unmount_all};
+pub use probe::{Probes, Unusable};

@@ -16,11 +16,8 @@
 use crate::error::{Error, Result};
 use nix::errno::Errno;
 use nix::mount::{MsFlags, mount};
-use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::path::Path;
 
 /// Versions tried, newest first, when the options name none.
 const VERSIONS: [&str; 4] = ["4.2", "4.1", "4.0", "3"];
@@ -197,60 +194,6 @@ pub fn mount_nfs(m: &NfsMount<'_>, target: &Path) -> Result<String> {
     Err(mount_error(&source, target, last))
 }
 
-/// Why a mounted filesystem failed its [`probe`].
-#[derive(Debug, PartialEq, Eq)]
-pub enum Unusable {
-    /// Its handles are stale (the directory was replaced on the server): a fresh mount helps.
-    Stale(String),
-    /// It did not answer in time or failed otherwise (its server down or cut off): a fresh mount
-    /// would not answer either.
-    NoAnswer(String),
-}
-
-/// Targets whose last [`probe`] has not come back yet.
-static PROBING: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
-
-/// Asks the filesystem mounted at `path` for its usage — for NFS always a round trip to the
-/// server, never answered from a cache — and waits at most `within`. `Err(why)` when it fails
-/// (ESTALE after the directory was replaced on the server, EIO, …) or does not answer in time.
-/// The call runs in a thread of its own, left behind if the server never answers; while a probe of
-/// `path` is still stuck, the next one reports it unresponsive at once instead of adding a thread.
-pub fn probe(path: &Path, within: Duration) -> std::result::Result<(), Unusable> {
-    {
-        let mut probing = PROBING.lock().unwrap_or_else(|p| p.into_inner());
-        if !probing.insert(path.to_owned()) {
-            return Err(Unusable::NoAnswer(
-                "an earlier check of it has not returned".into(),
-            ));
-        }
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    let p = path.to_owned();
-    let spawned = std::thread::Builder::new()
-        .name("nfs-probe".into())
-        .spawn(move || {
-            let result = nix::sys::statvfs::statvfs(&p);
-            PROBING.lock().unwrap_or_else(|e| e.into_inner()).remove(&p);
-            let _ = tx.send(result);
-        });
-    if let Err(e) = spawned {
-        PROBING
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(path);
-        return Err(Unusable::NoAnswer(format!("cannot start a check: {e}")));
-    }
-    match rx.recv_timeout(within) {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e @ Errno::ESTALE)) => Err(Unusable::Stale(format!("statfs: {e}"))),
-        Ok(Err(e)) => Err(Unusable::NoAnswer(format!("statfs: {e}"))),
-        Err(_) => Err(Unusable::NoAnswer(format!(
-            "statfs did not answer within {} ms",
-            within.as_millis()
-        ))),
-    }
-}
-
 fn mount_error(source: &str, target: &Path, e: Errno) -> Error {
     let what = format!("mount {source} at {}", target.display());
     match e {
@@ -316,17 +259,6 @@ mod tests {
         );
         let v40 = attempt_options("4.0", ip, &opts(&["clientaddr=10.0.2.15"]));
         assert_eq!(v40, "vers=4.0,addr=10.0.2.2,clientaddr=10.0.2.15");
-    }
-
-    #[test]
-    fn probe_answers_for_a_live_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(probe(dir.path(), Duration::from_secs(5)), Ok(()));
-        // only a stale handle asks for a fresh mount; anything else is no answer
-        assert!(matches!(
-            probe(&dir.path().join("missing"), Duration::from_secs(5)),
-            Err(Unusable::NoAnswer(_))
-        ));
     }
 
     #[test]

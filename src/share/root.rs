@@ -226,9 +226,10 @@ impl ShareRoot {
     }
 
     /// Applies `on_delete` to the volume directory `sub` and forgets its record. A volume that is
-    /// already gone is fine. With [`OnDelete::Delete`] the directory is renamed into the trash and
-    /// returned for removal in the background. `create_state` false means a share this driver
-    /// never wrote to is left untouched (the volume is unknown there).
+    /// already gone is fine. With [`OnDelete::Delete`] an empty directory is removed at once, any
+    /// other is renamed into the trash and returned for removal in the background. `create_state`
+    /// false means a share this driver never wrote to is left untouched (the volume is unknown
+    /// there).
     pub fn delete_volume(
         &self,
         sub: &SubDir,
@@ -262,19 +263,28 @@ impl ShareRoot {
             }
             OnDelete::Delete => {
                 let name = format!("{}-{}", unix_secs(), uuid::Uuid::new_v4().simple());
-                // The move into the trash and the record's removal go out together (one round
-                // trip). If the move fails, the directory stays without its record, as after a
-                // crash between the two: the CO retries the delete until it is done.
+                // An empty volume (never written, or emptied by its user) goes with one rmdir;
+                // anything else (ENOTEMPTY, or a refusal the move reports better) is moved into
+                // the trash for the background removal. That and the record's removal go out
+                // together (one round trip). If the move fails, the directory stays without its
+                // record, as after a crash between the two: the CO retries the delete until it
+                // is done.
                 let (moved, forgotten) = both(
-                    || renameat(&parent, last, &state.trash, name.as_str()),
+                    || match fs::unlink(&parent, last.as_ref(), true) {
+                        Ok(()) => Ok(false),
+                        Err(_) => {
+                            renameat(&parent, last, &state.trash, name.as_str()).map(|()| true)
+                        }
+                    },
                     || self.forget(state, sub),
                 );
                 let entry = match moved {
-                    Ok(()) => Some(TrashEntry {
+                    Ok(true) => Some(TrashEntry {
                         trash: dup(&state.trash)?,
                         name,
                     }),
-                    Err(Errno::ENOENT) => None,
+                    // removed at once, or already gone
+                    Ok(false) | Err(Errno::ENOENT) => None,
                     Err(e) => return Err(Error::errno(format!("move {sub} to trash"), e)),
                 };
                 forgotten?;

@@ -132,14 +132,16 @@ fn a_new_volume_replaces_the_record_of_a_gone_one() {
     );
     let rec = root.record(&v).unwrap().unwrap();
     assert_eq!((rec.capacity, rec.volume_id.as_str()), (2 * GIB, "id-new"));
-    // and a delete takes directory and record away together
+    // and a delete takes directory and record away together: empty, the directory goes at once
+    // (no trash entry, nothing left for the background removal)
     assert!(
         root.delete_volume(&v, OnDelete::Delete, true)
             .unwrap()
-            .is_some()
+            .is_none()
     );
     assert_eq!(root.record(&v).unwrap(), None);
     assert!(!dir.path().join("pvc-again").exists());
+    assert!(names(&dir.path().join(STATE_DIR).join("trash")).is_empty());
 }
 
 #[test]

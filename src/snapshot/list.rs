@@ -54,9 +54,9 @@ impl Volumes {
         // Ready copies first, so a snapshot that just became ready is listed once, as ready.
         all.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.ready.cmp(&a.1.ready)));
         all.dedup_by(|a, b| a.0 == b.0);
-        let (page, next) = token::page(all, after.as_deref(), max);
+        let (page, next) = token::window(&all, |(k, _)| k, after.as_deref(), max);
         Ok(Page {
-            snapshots: page.into_iter().map(|(_, s)| s).collect(),
+            snapshots: all.drain(page).map(|(_, s)| s).collect(),
             next,
         })
     }

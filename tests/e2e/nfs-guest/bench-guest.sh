@@ -18,7 +18,7 @@
 #   tests/e2e/nfs-guest/boot.sh tests/e2e/nfs-guest/bench-guest.sh
 # Environment (forwarded through NFS_GUEST_ENV): NSC_DRIVER, NSC_BENCH_BIN, NSC_BENCH_N,
 # NSC_BENCH_CONCURRENT_N, NSC_BENCH_ROUNDS, NSC_BENCH_TREE_BIN, NSC_BENCH_PARTS and (d)'s knobs
-# (NSC_BENCH_TREE_*, NSC_BENCH_NODE_N). The numbers go to the console and to $RESULTS/bench.txt.
+# (NSC_BENCH_TREE_*, NSC_BENCH_NODE_N, NSC_BENCH_NODE_LOG, NSC_BENCH_NODE_STRACE). The numbers go to the console and to $RESULTS/bench.txt.
 # No `set -e`: every check is counted and the script goes on to the next one.
 set -uo pipefail
 # shellcheck source-path=SCRIPTDIR source=guest-helpers.sh
@@ -56,7 +56,12 @@ if [[ $PARTS == *" calls "* ]]; then
 fi
 if [[ $PARTS == *" tree-node "* && -n ${NSC_BENCH_TREE_BIN:-} ]]; then
   SOCK2=$W/csi-node.sock
-  RUST_LOG=warn "$NSC_DRIVER" serve --endpoint "unix://$SOCK2" --working-mount-dir "$W/work2" \
+  # NSC_BENCH_NODE_STRACE=1: the driver runs under strace (timed syscalls of every thread, in the
+  # guest's /tmp, copied to $RESULTS/driver2.strace at the end), to see where a publish spends its
+  # time; its figures are then not comparable.
+  tracer=()
+  [[ -n ${NSC_BENCH_NODE_STRACE:-} ]] && tracer=(strace -f -tt -T -o "$W/driver2.strace")
+  RUST_LOG=${NSC_BENCH_NODE_LOG:-warn} "${tracer[@]}" "$NSC_DRIVER" serve --endpoint "unix://$SOCK2" --working-mount-dir "$W/work2" \
     --nodeid nfs-guest --roles controller,node --http-address 127.0.0.1:29699 </dev/null \
     >>"$RESULTS/driver2.log" 2>&1 &
   DRIVER2_PID=$!
@@ -69,6 +74,7 @@ if [[ $PARTS == *" tree-node "* && -n ${NSC_BENCH_TREE_BIN:-} ]]; then
   rc2=${PIPESTATUS[0]}
   if ((rc2 == 0)); then pass "bench-tree-node-ran"; else fail "bench-tree-node-ran" "exit $rc2"; fi
   kill -TERM "$DRIVER2_PID" 2>/dev/null
+  [[ -n ${NSC_BENCH_NODE_STRACE:-} ]] && { sleep 1; cp "$W/driver2.strace" "$RESULTS/" 2>/dev/null; }
 fi
 # (e) (a)-(c) against the guest's kernel nfsd (XFS on a loop file, NFSv4.1 over loopback; atomic
 # change_info, so no ACCESS revalidation: the call count users of kernel NFS servers see), with a

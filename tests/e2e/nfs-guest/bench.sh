@@ -7,7 +7,8 @@
 #        throughput mode and round, default 512), NSC_BENCH_ROUNDS (default 3),
 #        NSC_BENCH_PARTS ("calls tree-node nfsd"), NSC_BENCH_TREE_ROUNDS (3),
 #        NSC_BENCH_TREE_FILES (10000), NSC_BENCH_NODE_N (30), NSC_BENCH_NFSD_CONCURRENT_N (128),
-#        NSC_BENCH_NFSD_ROUNDS (1),
+#        NSC_BENCH_NFSD_ROUNDS (1), NSC_BENCH_NODE_LOG (RUST_LOG of part (d)'s driver, warn),
+#        NSC_BENCH_NODE_STRACE (1: that driver under strace, see bench-guest.sh),
 #        NSC_BENCH_PROFILE (release; "dev" for a quick debug build), and boot.sh's (NFS_GUEST_TIMEOUT,
 #        NFS_GUEST_WORK, ...).
 set -euo pipefail
@@ -25,7 +26,7 @@ export NSC_BENCH_N=${NSC_BENCH_N:-200} NSC_BENCH_CONCURRENT_N=${NSC_BENCH_CONCUR
 export NSC_BENCH_ROUNDS=${NSC_BENCH_ROUNDS:-3}
 export NFS_GUEST_ENV="${NFS_GUEST_ENV:-} NSC_DRIVER NSC_BENCH_BIN NSC_BENCH_N NSC_BENCH_CONCURRENT_N NSC_BENCH_ROUNDS NSC_BENCH_TREE_BIN"
 for v in NSC_BENCH_PARTS NSC_BENCH_TREE_ROUNDS NSC_BENCH_TREE_FILES NSC_BENCH_NODE_N \
-  NSC_BENCH_NFSD_CONCURRENT_N NSC_BENCH_NFSD_ROUNDS; do
+  NSC_BENCH_NFSD_CONCURRENT_N NSC_BENCH_NFSD_ROUNDS NSC_BENCH_NODE_LOG NSC_BENCH_NODE_STRACE; do
   if [[ -n ${!v:-} ]]; then export "${v?}" NFS_GUEST_ENV="$NFS_GUEST_ENV $v"; fi
 done
 # (e) runs the guest's kernel nfsd on XFS (host packages, seen through the guest's 9p root)
