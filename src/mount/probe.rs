@@ -31,7 +31,7 @@ impl Probes {
     /// Asks the filesystem mounted at `path` for its usage — for NFS always a round trip to the
     /// server, never answered from a cache — and waits at most `within`. `Err(why)` when it fails
     /// (ESTALE after the directory was replaced on the server, EIO, …) or does not answer in time.
-    /// The call runs in a thread of its own, left behind if the server never answers; while a
+    /// The call runs on another thread, left behind if the server never answers; while a
     /// check of `path` is still stuck, the next one reports it unresponsive at once instead of
     /// adding a thread.
     pub fn probe(&self, path: &Path, within: Duration) -> Result<(), Unusable> {
@@ -42,13 +42,23 @@ impl Probes {
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let (p, me) = (path.to_owned(), self.clone());
-        let spawned = std::thread::Builder::new()
-            .name("nfs-probe".into())
-            .spawn(move || {
-                let result = nix::sys::statvfs::statvfs(&p);
-                me.pending().remove(&p);
-                let _ = tx.send(result);
-            });
+        let check = move || {
+            let result = nix::sys::statvfs::statvfs(&p);
+            me.pending().remove(&p);
+            let _ = tx.send(result);
+        };
+        // An idle thread of the runtime's blocking pool where there is one (no thread started
+        // per check), else a thread of its own.
+        let spawned = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                drop(runtime.spawn_blocking(check));
+                Ok(())
+            }
+            Err(_) => std::thread::Builder::new()
+                .name("nfs-probe".into())
+                .spawn(check)
+                .map(drop),
+        };
         if let Err(e) = spawned {
             self.pending().remove(path);
             return Err(Unusable::NoAnswer(format!("cannot start a check: {e}")));

@@ -89,22 +89,36 @@ pub fn open_volume_dir(root: &OwnedFd, sub: &SubDir) -> Result<OwnedFd> {
 }
 
 /// Runs `a` on this thread and `b` on a second one at the same time, so two independent NFS calls
-/// are in flight together instead of one after the other (a round trip saved). If no thread can be
-/// started, `b` runs here after `a`.
-pub fn both<RA, RB: Send>(a: impl FnOnce() -> RA, b: impl FnOnce() -> RB + Send) -> (RA, RB) {
-    let b = std::sync::Mutex::new(Some(b));
-    let take = || b.lock().unwrap_or_else(|p| p.into_inner()).take();
-    std::thread::scope(|s| {
-        let other = std::thread::Builder::new().spawn_scoped(s, || take().map(|f| f()));
-        let ra = a();
-        let rb = match other.map(|t| t.join()) {
-            Ok(Ok(Some(rb))) => rb,
-            Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            // Not started (or started too late to find `b`): run it here.
-            Ok(Ok(None)) | Err(_) => take().map(|f| f()).expect("b runs exactly once"),
-        };
-        (ra, rb)
-    })
+/// are in flight together instead of one after the other (a round trip saved). The second thread
+/// is an idle one of the async runtime's blocking pool (no thread is started per call: under
+/// emulation that cost more than the round trip saved). If none takes `b` by the time `a` is
+/// done (a busy pool, or no runtime, as in unit tests), `b` runs here after `a`; it runs exactly
+/// once either way.
+pub fn both<RA, RB: Send + 'static>(
+    a: impl FnOnce() -> RA,
+    b: impl FnOnce() -> RB + Send + 'static,
+) -> (RA, RB) {
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(b)));
+    let take =
+        |slot: &std::sync::Mutex<Option<_>>| slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let theirs = slot.clone();
+        drop(runtime.spawn_blocking(move || {
+            if let Some(f) = take(&theirs) {
+                let _ = tx.send(f());
+            }
+        }));
+    }
+    let ra = a();
+    let rb = match take(&slot) {
+        Some(f) => f(),
+        // Taken by the helper: its result comes (a panic there drops the sender).
+        None => rx
+            .recv()
+            .expect("the second half of a pair of calls panicked"),
+    };
+    (ra, rb)
 }
 
 /// Duplicates a descriptor (for handing a directory to a background task).

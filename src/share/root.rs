@@ -11,7 +11,7 @@ use nix::fcntl::renameat;
 use nix::sys::stat::{Mode, fchmod, mkdirat};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// An open share root directory.
 #[derive(Debug)]
@@ -27,7 +27,8 @@ pub struct ShareRoot {
 #[derive(Debug)]
 struct State {
     trash: OwnedFd,
-    records: OwnedFd,
+    /// Shared with the helper thread that writes a record beside the volume's own call.
+    records: Arc<OwnedFd>,
 }
 
 /// Result of creating a volume directory.
@@ -109,7 +110,7 @@ impl ShareRoot {
         };
         let opened = State {
             trash: sub("trash", 0o700)?,
-            records: sub("volumes", 0o755)?,
+            records: Arc::new(sub("volumes", 0o755)?),
         };
         // Two threads may both open it; either result is as good.
         let _ = self.state.set(opened);
@@ -138,9 +139,10 @@ impl ShareRoot {
         // The directory and its record go out together: two NFS calls in flight, one round trip.
         // A crash in between leaves one without the other, and the CO's retry completes it: a
         // directory gets its record below, a record its directory.
+        let (records, k, w) = (state.records.clone(), key.clone(), wanted.clone());
         let (made, recorded) = both(
             || mkdirat(&parent, last, Mode::from_bits_truncate(mode)),
-            || record::create(&state.records, &key, &wanted),
+            move || record::create(&records, &k, &w),
         );
         let record_error = |e| Error::errno(format!("record {sub}"), e);
         match made {
@@ -252,7 +254,7 @@ impl ShareRoot {
             return Ok(None);
         };
         let (parent, last) = match open_parent(&self.fd, sub, None) {
-            Err(Error::NotFound(_)) => return self.forget(state, sub).map(|()| None),
+            Err(Error::NotFound(_)) => return forget(state, sub)().map(|()| None),
             other => other?,
         };
         let trashed = match on_delete {
@@ -276,7 +278,7 @@ impl ShareRoot {
                             renameat(&parent, last, &state.trash, name.as_str()).map(|()| true)
                         }
                     },
-                    || self.forget(state, sub),
+                    forget(state, sub),
                 );
                 let entry = match moved {
                     Ok(true) => Some(TrashEntry {
@@ -291,13 +293,8 @@ impl ShareRoot {
                 return Ok(entry);
             }
         };
-        self.forget(state, sub)?;
+        forget(state, sub)()?;
         Ok(trashed)
-    }
-
-    fn forget(&self, state: &State, sub: &SubDir) -> Result<()> {
-        record::remove(&state.records, &record::key(sub))
-            .map_err(|e| Error::errno(format!("remove record of {sub}"), e))
     }
 
     /// True when the volume directory exists (as a real directory, reached without symlinks).
@@ -386,3 +383,12 @@ fn unix_secs() -> u64 {
 #[cfg(test)]
 #[path = "root_tests.rs"]
 mod tests;
+
+/// The removal of the volume `sub`'s record, ready to run on any thread.
+fn forget(state: &State, sub: &SubDir) -> impl FnOnce() -> Result<()> + Send + 'static {
+    let (records, key, sub) = (state.records.clone(), record::key(sub), sub.clone());
+    move || {
+        record::remove(&records, &key)
+            .map_err(|e| Error::errno(format!("remove record of {sub}"), e))
+    }
+}
