@@ -5,6 +5,7 @@
 use super::{Volumes, lock_key};
 use crate::error::{Error, Result};
 use crate::metrics::VolumeAction;
+use crate::share::Disposed;
 use crate::volume::legacy::{ArchiveNaming, Disposal};
 use crate::volume::{OnDelete, SecretOptions};
 use std::sync::Arc;
@@ -49,23 +50,24 @@ impl Volumes {
         // The limit goes first: a tree in the trash no longer counts against a volume.
         self.quota_release(&id.share, &id.sub_dir, deadline).await?;
         let (sub, policy) = (id.sub_dir.clone(), id.on_delete);
-        let trashed = self
+        let disposed = self
             .on_share(&id.share, &format!("delete {sub}"), deadline, move |root| {
                 let _held = guard.clone();
                 root.delete_volume_as(&sub, policy, archive, trusted_share)
             })
             .await?;
         tracing::info!(policy = %id.on_delete, "volume deleted");
-        match (id.on_delete, trashed) {
-            (_, Some(entry)) => {
+        match (id.on_delete, disposed) {
+            (_, Disposed::Trashed(entry)) => {
                 self.metrics.volume(VolumeAction::Deleted);
                 self.metrics.trash_entries_add(1.0);
                 self.purger.purge(entry);
             }
-            (OnDelete::Archive, None) => self.metrics.volume(VolumeAction::Archived),
-            (OnDelete::Retain, None) => self.metrics.volume(VolumeAction::Retained),
+            (_, Disposed::Removed) => self.metrics.volume(VolumeAction::Deleted),
+            (OnDelete::Archive, Disposed::Left) => self.metrics.volume(VolumeAction::Archived),
+            (OnDelete::Retain, Disposed::Left) => self.metrics.volume(VolumeAction::Retained),
             // Already gone: counted when it went.
-            (OnDelete::Delete, None) => {}
+            (OnDelete::Delete, Disposed::Left) => {}
         }
         Ok(())
     }

@@ -30,7 +30,9 @@ impl Volumes {
         mode: Mode,
         deadline: Duration,
     ) -> Result<Option<PathBuf>> {
-        if mode == Mode::Off {
+        // Off, or best effort on an export whose filesystem is not reachable here (the common
+        // NFS case): nothing to check, and no trip through the blocking pool for it.
+        if mode == Mode::Off || (mode != Mode::Enforce && self.quotas.local_root(share).is_none()) {
             return Ok(None);
         }
         let (quotas, share) = (self.quotas.clone(), share.clone());

@@ -11,4 +11,4 @@ pub mod working;
 
 pub use access::Shares;
 pub use cache::RootCache;
-pub use root::{Created, FsStats, ShareRoot, TrashEntry};
+pub use root::{Created, Disposed, FsStats, ShareRoot, TrashEntry};

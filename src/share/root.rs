@@ -40,7 +40,29 @@ pub enum Created {
     Existing,
 }
 
+/// What a delete did with a volume's directory.
+#[derive(Debug)]
+pub enum Disposed {
+    /// Moved into the trash, to be removed in the background.
+    Trashed(TrashEntry),
+    /// Removed at once (it was empty).
+    Removed,
+    /// Archived, retained, or not there (already deleted).
+    Left,
+}
+
+impl Disposed {
+    /// The trash entry to remove, if the directory went into the trash.
+    pub fn trash_entry(self) -> Option<TrashEntry> {
+        match self {
+            Disposed::Trashed(entry) => Some(entry),
+            Disposed::Removed | Disposed::Left => None,
+        }
+    }
+}
+
 /// A directory moved to the trash, to be removed in the background.
+#[derive(Debug)]
 pub struct TrashEntry {
     trash: OwnedFd,
     name: String,
@@ -237,7 +259,7 @@ impl ShareRoot {
         sub: &SubDir,
         on_delete: OnDelete,
         create_state: bool,
-    ) -> Result<Option<TrashEntry>> {
+    ) -> Result<Disposed> {
         self.delete_volume_as(sub, on_delete, ArchiveNaming::Sibling, create_state)
     }
 
@@ -249,19 +271,19 @@ impl ShareRoot {
         on_delete: OnDelete,
         naming: ArchiveNaming,
         create_state: bool,
-    ) -> Result<Option<TrashEntry>> {
+    ) -> Result<Disposed> {
         let Some(state) = self.state(create_state)? else {
-            return Ok(None);
+            return Ok(Disposed::Left);
         };
         let (parent, last) = match open_parent(&self.fd, sub, None) {
-            Err(Error::NotFound(_)) => return forget(state, sub)().map(|()| None),
+            Err(Error::NotFound(_)) => return forget(state, sub)().map(|()| Disposed::Left),
             other => other?,
         };
-        let trashed = match on_delete {
-            OnDelete::Retain => None,
+        let disposed = match on_delete {
+            OnDelete::Retain => Disposed::Left,
             OnDelete::Archive => {
                 self.archive(&parent, last, sub, naming)?;
-                None
+                Disposed::Left
             }
             OnDelete::Delete => {
                 let name = format!("{}-{}", unix_secs(), uuid::Uuid::new_v4().simple());
@@ -281,12 +303,12 @@ impl ShareRoot {
                     forget(state, sub),
                 );
                 let entry = match moved {
-                    Ok(true) => Some(TrashEntry {
+                    Ok(true) => Disposed::Trashed(TrashEntry {
                         trash: dup(&state.trash)?,
                         name,
                     }),
-                    // removed at once, or already gone
-                    Ok(false) | Err(Errno::ENOENT) => None,
+                    Ok(false) => Disposed::Removed,
+                    Err(Errno::ENOENT) => Disposed::Left,
                     Err(e) => return Err(Error::errno(format!("move {sub} to trash"), e)),
                 };
                 forgotten?;
@@ -294,7 +316,7 @@ impl ShareRoot {
             }
         };
         forget(state, sub)()?;
-        Ok(trashed)
+        Ok(disposed)
     }
 
     /// True when the volume directory exists (as a real directory, reached without symlinks).

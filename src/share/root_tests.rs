@@ -134,11 +134,10 @@ fn a_new_volume_replaces_the_record_of_a_gone_one() {
     assert_eq!((rec.capacity, rec.volume_id.as_str()), (2 * GIB, "id-new"));
     // and a delete takes directory and record away together: empty, the directory goes at once
     // (no trash entry, nothing left for the background removal)
-    assert!(
-        root.delete_volume(&v, OnDelete::Delete, true)
-            .unwrap()
-            .is_none()
-    );
+    assert!(matches!(
+        root.delete_volume(&v, OnDelete::Delete, true).unwrap(),
+        Disposed::Removed
+    ));
     assert_eq!(root.record(&v).unwrap(), None);
     assert!(!dir.path().join("pvc-again").exists());
     assert!(names(&dir.path().join(STATE_DIR).join("trash")).is_empty());
@@ -186,6 +185,7 @@ fn delete_applies_each_policy_and_forgets_the_record() {
     }
     let entry = root
         .delete_volume(&sub("pvc-del"), OnDelete::Delete, true)
+        .map(Disposed::trash_entry)
         .unwrap()
         .expect("a trash entry");
     assert!(!dir.path().join("pvc-del").exists());
@@ -196,6 +196,7 @@ fn delete_applies_each_policy_and_forgets_the_record() {
 
     assert!(
         root.delete_volume(&sub("pvc-arch"), OnDelete::Archive, true)
+            .map(Disposed::trash_entry)
             .unwrap()
             .is_none()
     );
@@ -205,6 +206,7 @@ fn delete_applies_each_policy_and_forgets_the_record() {
     );
     assert!(
         root.delete_volume(&sub("pvc-keep"), OnDelete::Retain, true)
+            .map(Disposed::trash_entry)
             .unwrap()
             .is_none()
     );
@@ -215,6 +217,7 @@ fn delete_applies_each_policy_and_forgets_the_record() {
     for _ in 0..2 {
         assert!(
             root.delete_volume(&sub("pvc-del"), OnDelete::Delete, true)
+                .map(Disposed::trash_entry)
                 .unwrap()
                 .is_none()
         );
@@ -227,6 +230,7 @@ fn an_unused_share_is_left_untouched_by_a_delete() {
     std::fs::create_dir(dir.path().join("pvc-x")).unwrap();
     let r = root
         .delete_volume(&sub("pvc-x"), OnDelete::Delete, false)
+        .map(Disposed::trash_entry)
         .unwrap();
     assert!(r.is_none());
     assert_eq!(
@@ -254,7 +258,10 @@ fn the_trash_survives_a_restart_and_deep_read_only_trees_go() {
         std::fs::set_permissions(d.join("f"), std::fs::Permissions::from_mode(0o400)).unwrap();
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o500)).unwrap();
     }
-    let entry = root.delete_volume(&v, OnDelete::Delete, true).unwrap();
+    let entry = root
+        .delete_volume(&v, OnDelete::Delete, true)
+        .map(Disposed::trash_entry)
+        .unwrap();
     drop(entry); // not purged: as if the process died here
     drop(root);
 
@@ -289,6 +296,7 @@ fn planted_symlinks_are_never_followed() {
     );
     if let Some(entry) = root
         .delete_volume(&sub("pvc-s"), OnDelete::Delete, true)
+        .map(Disposed::trash_entry)
         .unwrap()
     {
         entry.purge().unwrap();
@@ -310,6 +318,7 @@ fn planted_symlinks_are_never_followed() {
     symlink(outside.path(), dir.path().join("pvc-l/link")).unwrap();
     let entry = root
         .delete_volume(&sub("pvc-l"), OnDelete::Delete, true)
+        .map(Disposed::trash_entry)
         .unwrap()
         .unwrap();
     assert_eq!(entry.purge().unwrap(), 2);
@@ -327,7 +336,9 @@ fn archives_are_named_the_way_each_tool_named_them() {
         v
     };
     let arch = |v: &SubDir, naming| {
-        let gone = root.delete_volume_as(v, OnDelete::Archive, naming, true);
+        let gone = root
+            .delete_volume_as(v, OnDelete::Archive, naming, true)
+            .map(Disposed::trash_entry);
         assert!(gone.unwrap().is_none());
     };
     // Ours: next to it. csi-driver-nfs: the prefix on the whole sub-path. nfs-subdir-external-
