@@ -288,17 +288,22 @@ impl ShareRoot {
             OnDelete::Delete => {
                 let name = format!("{}-{}", unix_secs(), uuid::Uuid::new_v4().simple());
                 // An empty volume (never written, or emptied by its user) goes with one rmdir;
-                // anything else (ENOTEMPTY, or a refusal the move reports better) is moved into
-                // the trash for the background removal. That and the record's removal go out
-                // together (one round trip). If the move fails, the directory stays without its
-                // record, as after a crash between the two: the CO retries the delete until it
-                // is done.
+                // one that is not empty (or not a directory: a planted file or symlink) is moved
+                // into the trash for the background removal. That and the record's removal go
+                // out together (one round trip). If the removal fails, the directory stays
+                // without its record, as after a crash between the two: the CO retries the delete
+                // until it is done.
                 let (moved, forgotten) = both(
                     || match fs::unlink(&parent, last.as_ref(), true) {
                         Ok(()) => Ok(false),
-                        Err(_) => {
+                        Err(Errno::ENOTEMPTY | Errno::EEXIST | Errno::ENOTDIR) => {
                             renameat(&parent, last, &state.trash, name.as_str()).map(|()| true)
                         }
+                        // A server away (EIO after the soft timeout), a read-only export, a
+                        // refusal: a rename would meet the same, and one sent to a server that
+                        // is away may still be carried out after the call gave up, leaving an
+                        // entry in the trash that no call knows of.
+                        Err(e) => Err(e),
                     },
                     forget(state, sub),
                 );
@@ -309,7 +314,7 @@ impl ShareRoot {
                     }),
                     Ok(false) => Disposed::Removed,
                     Err(Errno::ENOENT) => Disposed::Left,
-                    Err(e) => return Err(Error::errno(format!("move {sub} to trash"), e)),
+                    Err(e) => return Err(Error::errno(format!("delete {sub}"), e)),
                 };
                 forgotten?;
                 return Ok(entry);
