@@ -40,6 +40,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             "--kubelet-registration-path needs the node role",
         ));
     }
+    // Signals first: a SIGTERM from here on is a graceful stop.
+    let shutdown = crate::setup::shutdown_signal();
     // Bind the HTTP port first: a bad or busy address fails start-up, before anything else.
     let http = match args.http_address.trim() {
         "" => None,
@@ -109,7 +111,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         });
     }
     let signalled = async {
-        crate::setup::shutdown_signal().await;
+        shutdown.await;
         let _ = stop_tx.send(true);
     };
     let mut stop_rx2 = stop_rx.clone();
