@@ -42,7 +42,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     }
     // Signals first: a SIGTERM from here on is a graceful stop.
     let shutdown = crate::setup::shutdown_signal();
-    // Bind the HTTP port first: a bad or busy address fails start-up, before anything else.
+    // Then the HTTP port: a bad or busy address fails start-up before anything is served.
     let http = match args.http_address.trim() {
         "" => None,
         address => Some(crate::http::bind(address).await?),
