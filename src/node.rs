@@ -310,7 +310,7 @@ fn publish_blocking(
         mount::bind_volume(&dir, target, read_only)?;
     }
     if how.single_writer {
-        refuse_second_writer(target)?;
+        mount::refuse_second_writer(target)?;
     }
     match source.mount_permissions {
         Some(mode) if !read_only => set_mode(target, mode).inspect_err(|_| {
@@ -374,30 +374,4 @@ fn set_mode(target: &Path, mode: u32) -> Result<()> {
         tracing::info!(target = %target.display(), from = %format!("{had:04o}"), to = %format!("{mode:04o}"), "mount point mode set (mountPermissions)");
     }
     Ok(())
-}
-
-/// For SINGLE_NODE_SINGLE_WRITER: if the volume just mounted at `target` is mounted elsewhere on
-/// this node too, undo the mount and refuse.
-fn refuse_second_writer(target: &Path) -> Result<()> {
-    let mounts = mountinfo::read().map_err(|e| Error::io("read mountinfo", e))?;
-    let Some(mine) = mountinfo::at(&mounts, target) else {
-        return Ok(());
-    };
-    let others = mounts
-        .iter()
-        .filter(|m| {
-            m.mount_point != target
-                && m.device == mine.device
-                && m.root == mine.root
-                && m.source == mine.source
-        })
-        .count();
-    if others == 0 {
-        return Ok(());
-    }
-    mount::unmount_all(target, true)?;
-    let _ = std::fs::remove_dir(target);
-    Err(Error::FailedPrecondition(format!(
-        "volume is single-writer and already published at another target on this node ({others})"
-    )))
 }

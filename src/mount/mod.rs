@@ -6,5 +6,5 @@ pub mod nfs;
 pub mod ops;
 pub mod probe;
 
-pub use ops::{bind_existing, bind_volume, is_mount_point, unmount_all};
+pub use ops::{bind_existing, bind_volume, is_mount_point, refuse_second_writer, unmount_all};
 pub use probe::{Probes, Unusable};

@@ -82,3 +82,29 @@ pub fn unmount_all(path: &Path, lazy: bool) -> Result<()> {
         path.display()
     )))
 }
+
+/// For SINGLE_NODE_SINGLE_WRITER: if the volume just mounted at `target` is mounted elsewhere on
+/// this node too, undo the mount and refuse.
+pub fn refuse_second_writer(target: &Path) -> Result<()> {
+    let mounts = mountinfo::read().map_err(|e| Error::io("read mountinfo", e))?;
+    let Some(mine) = mountinfo::at(&mounts, target) else {
+        return Ok(());
+    };
+    let others = mounts
+        .iter()
+        .filter(|m| {
+            m.mount_point != target
+                && m.device == mine.device
+                && m.root == mine.root
+                && m.source == mine.source
+        })
+        .count();
+    if others == 0 {
+        return Ok(());
+    }
+    unmount_all(target, true)?;
+    let _ = std::fs::remove_dir(target);
+    Err(Error::FailedPrecondition(format!(
+        "volume is single-writer and already published at another target on this node ({others})"
+    )))
+}

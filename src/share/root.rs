@@ -1,13 +1,11 @@
 //! Volume directories on one open share root: create, delete (trash / archive / retain), look up,
 //! list and measure. Plain blocking filesystem calls; callers run them off the async runtime.
 
-use super::fs::{self, both, dup, is_dir, lstat, open_dir, open_parent, open_volume_dir};
+use super::fs::{self, both, is_dir, lstat, open_dir, open_parent, open_volume_dir};
 use super::record::{self, Record};
 use crate::error::{Error, Result};
-use crate::volume::legacy::ArchiveNaming;
-use crate::volume::{OnDelete, SubDir, path::STATE_DIR};
+use crate::volume::{SubDir, path::STATE_DIR};
 use nix::errno::Errno;
-use nix::fcntl::renameat;
 use nix::sys::stat::{Mode, fchmod, mkdirat};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -38,27 +36,6 @@ pub enum Created {
     New,
     /// A matching volume already existed (an idempotent retry).
     Existing,
-}
-
-/// What a delete did with a volume's directory.
-#[derive(Debug)]
-pub enum Disposed {
-    /// Moved into the trash, to be removed in the background.
-    Trashed(TrashEntry),
-    /// Removed at once (it was empty).
-    Removed,
-    /// Archived, retained, or not there (already deleted).
-    Left,
-}
-
-impl Disposed {
-    /// The trash entry to remove, if the directory went into the trash.
-    pub fn trash_entry(self) -> Option<TrashEntry> {
-        match self {
-            Disposed::Trashed(entry) => Some(entry),
-            Disposed::Removed | Disposed::Left => None,
-        }
-    }
 }
 
 /// A directory moved to the trash, to be removed in the background.
@@ -249,81 +226,6 @@ impl ShareRoot {
         }
     }
 
-    /// Applies `on_delete` to the volume directory `sub` and forgets its record. A volume that is
-    /// already gone is fine. With [`OnDelete::Delete`] an empty directory is removed at once, any
-    /// other is renamed into the trash and returned for removal in the background. `create_state`
-    /// false means a share this driver never wrote to is left untouched (the volume is unknown
-    /// there).
-    pub fn delete_volume(
-        &self,
-        sub: &SubDir,
-        on_delete: OnDelete,
-        create_state: bool,
-    ) -> Result<Disposed> {
-        self.delete_volume_as(sub, on_delete, ArchiveNaming::Sibling, create_state)
-    }
-
-    /// [`ShareRoot::delete_volume`] with an archive named as `naming` says (the tool that made
-    /// the volume named its archives its own way).
-    pub fn delete_volume_as(
-        &self,
-        sub: &SubDir,
-        on_delete: OnDelete,
-        naming: ArchiveNaming,
-        create_state: bool,
-    ) -> Result<Disposed> {
-        let Some(state) = self.state(create_state)? else {
-            return Ok(Disposed::Left);
-        };
-        let (parent, last) = match open_parent(&self.fd, sub, None) {
-            Err(Error::NotFound(_)) => return forget(state, sub)().map(|()| Disposed::Left),
-            other => other?,
-        };
-        let disposed = match on_delete {
-            OnDelete::Retain => Disposed::Left,
-            OnDelete::Archive => {
-                self.archive(&parent, last, sub, naming)?;
-                Disposed::Left
-            }
-            OnDelete::Delete => {
-                let name = format!("{}-{}", unix_secs(), uuid::Uuid::new_v4().simple());
-                // An empty volume (never written, or emptied by its user) goes with one rmdir;
-                // one that is not empty (or not a directory: a planted file or symlink) is moved
-                // into the trash for the background removal. That and the record's removal go
-                // out together (one round trip). If the removal fails, the directory stays
-                // without its record, as after a crash between the two: the CO retries the delete
-                // until it is done.
-                let (moved, forgotten) = both(
-                    || match fs::unlink(&parent, last.as_ref(), true) {
-                        Ok(()) => Ok(false),
-                        Err(Errno::ENOTEMPTY | Errno::EEXIST | Errno::ENOTDIR) => {
-                            renameat(&parent, last, &state.trash, name.as_str()).map(|()| true)
-                        }
-                        // A server away (EIO after the soft timeout), a read-only export, a
-                        // refusal: a rename would meet the same, and one sent to a server that
-                        // is away may still be carried out after the call gave up, leaving an
-                        // entry in the trash that no call knows of.
-                        Err(e) => Err(e),
-                    },
-                    forget(state, sub),
-                );
-                let entry = match moved {
-                    Ok(true) => Disposed::Trashed(TrashEntry {
-                        trash: dup(&state.trash)?,
-                        name,
-                    }),
-                    Ok(false) => Disposed::Removed,
-                    Err(Errno::ENOENT) => Disposed::Left,
-                    Err(e) => return Err(Error::errno(format!("delete {sub}"), e)),
-                };
-                forgotten?;
-                return Ok(entry);
-            }
-        };
-        forget(state, sub)()?;
-        Ok(disposed)
-    }
-
     /// True when the volume directory exists (as a real directory, reached without symlinks).
     pub fn volume_exists(&self, sub: &SubDir) -> Result<bool> {
         match open_volume_dir(&self.fd, sub) {
@@ -397,8 +299,12 @@ fn ensure_dir(parent: &OwnedFd, name: &str, mode: u32) -> Result<()> {
 
 #[path = "root_archive.rs"]
 mod archive;
+#[path = "root_delete.rs"]
+mod delete;
 #[path = "root_records.rs"]
 mod records;
+
+pub use delete::Disposed;
 
 fn unix_secs() -> u64 {
     std::time::SystemTime::now()
@@ -410,12 +316,3 @@ fn unix_secs() -> u64 {
 #[cfg(test)]
 #[path = "root_tests.rs"]
 mod tests;
-
-/// The removal of the volume `sub`'s record, ready to run on any thread.
-fn forget(state: &State, sub: &SubDir) -> impl FnOnce() -> Result<()> + Send + 'static {
-    let (records, key, sub) = (state.records.clone(), record::key(sub), sub.clone());
-    move || {
-        record::remove(&records, &key)
-            .map_err(|e| Error::errno(format!("remove record of {sub}"), e))
-    }
-}

@@ -3,6 +3,7 @@
 //! restart, removal of deep and read-only trees, and planted symlinks that must not be followed.
 
 use super::*;
+use crate::volume::OnDelete;
 use std::os::unix::fs::{PermissionsExt, symlink};
 
 const GIB: u64 = 1 << 30;
