@@ -32,7 +32,10 @@ impl Volumes {
     ) -> Result<Option<PathBuf>> {
         // Off, or best effort on an export whose filesystem is not reachable here (the common
         // NFS case): nothing to check, and no trip through the blocking pool for it.
-        if mode == Mode::Off || (mode != Mode::Enforce && self.quotas.local_root(share).is_none()) {
+        // The same for best effort on a filesystem found without project quotas moments ago.
+        let best_effort = mode == Mode::BestEffort;
+        let unreachable = self.quotas.local_root(share).is_none();
+        if mode == Mode::Off || (best_effort && (unreachable || self.quotas.recently_none(share))) {
             return Ok(None);
         }
         let (quotas, share) = (self.quotas.clone(), share.clone());

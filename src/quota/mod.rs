@@ -13,8 +13,11 @@ use crate::error::{Error, Result};
 use crate::share::fs::{open_root, open_volume_dir};
 use crate::share::record;
 use crate::volume::{ShareSpec, SubDir, path::shorten};
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 pub use sys::{State, Usage};
 
 /// The StorageClass parameter `quota`.
@@ -75,16 +78,45 @@ impl std::str::FromStr for ExportPath {
     }
 }
 
+/// How long a filesystem found without project quotas is taken to still have none: a `best-effort`
+/// CreateVolume then skips the check (a trip through the blocking pool and a quotactl), and a
+/// filesystem remounted with quotas is picked up this long after.
+const NONE_FOR: Duration = Duration::from_secs(30);
+
 /// Which shares' filesystems this controller can reach, for project quotas.
 #[derive(Clone, Debug, Default)]
 pub struct Quotas {
     exports: Vec<ExportPath>,
+    /// Local roots last found without project quotas, and when.
+    none_seen: Arc<Mutex<HashMap<PathBuf, Instant>>>,
 }
 
 impl Quotas {
     /// Quotas reaching pre-mounted shares and the NFS exports `exports` maps.
     pub fn new(exports: Vec<ExportPath>) -> Self {
-        Quotas { exports }
+        Quotas {
+            exports,
+            none_seen: Default::default(),
+        }
+    }
+
+    /// True when `spec`'s filesystem was found without project quotas in the last [`NONE_FOR`]:
+    /// a `best-effort` plan would be `None` again.
+    pub fn recently_none(&self, spec: &ShareSpec) -> bool {
+        let Some(local) = self.local_root(spec) else {
+            return false;
+        };
+        let seen = self.none_seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(&local).is_some_and(|at| at.elapsed() < NONE_FOR)
+    }
+
+    fn note_none(&self, local: &Path, none: bool) {
+        let mut seen = self.none_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if none {
+            seen.insert(local.to_owned(), Instant::now());
+        } else {
+            seen.remove(local);
+        }
     }
 
     /// The local directory of `spec`'s root, if this machine has one.
@@ -118,6 +150,10 @@ impl Quotas {
         };
         let state = open_root(&local)
             .and_then(|fd| sys::state(&fd).map_err(|e| Error::errno("quotactl", e)));
+        self.note_none(
+            &local,
+            !matches!(state, Ok(State::Enforced | State::Accounting)),
+        );
         match (state, mode) {
             (Ok(State::Enforced), _) => Ok(Some(local)),
             (Ok(State::Accounting), Mode::BestEffort) => Ok(Some(local)),
@@ -291,11 +327,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = ShareSpec::new(None, dir.path().to_str().unwrap(), vec![]).unwrap();
         let q = Quotas::default();
+        assert!(!q.recently_none(&spec), "nothing checked yet");
         let err = q.plan(&spec, Mode::Enforce).unwrap_err();
         assert!(
             matches!(&err, Error::FailedPrecondition(m) if m.contains("prjquota")),
             "{err}"
         );
         assert_eq!(q.plan(&spec, Mode::BestEffort).unwrap(), None);
+        // Remembered, by every clone (the controller hands clones to the blocking pool), and
+        // only for that filesystem.
+        assert!(q.clone().recently_none(&spec));
+        let other = ShareSpec::new(None, "/elsewhere", vec![]).unwrap();
+        assert!(!q.recently_none(&other));
+        let nfs = ShareSpec::new(Some("nfs1"), "/srv", vec![]).unwrap();
+        assert!(!q.recently_none(&nfs), "no local root: nothing to remember");
     }
 }

@@ -194,3 +194,11 @@ pub fn rename_noreplace(
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn both_runs_each_side_once_without_a_runtime() {
+        assert_eq!(super::both(|| 1, || "two"), (1, "two"));
+    }
+}

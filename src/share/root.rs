@@ -9,6 +9,7 @@ use nix::errno::Errno;
 use nix::sys::stat::{Mode, fchmod, mkdirat};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// An open share root directory.
@@ -19,7 +20,17 @@ pub struct ShareRoot {
     /// The state directories once opened: kept, so a call on a share reached over NFS does not
     /// pay the close-to-open revalidation of three directory opens every time.
     state: OnceLock<State>,
+    /// Pairs of calls ([`ShareRoot::pair`]) in flight on this root.
+    pairs: AtomicUsize,
+    /// On NFS: a call is a network round trip, worth overlapping with another. A local
+    /// filesystem answers in microseconds, less than a hand-off to another thread costs.
+    remote: bool,
 }
+
+/// Up to this many pairs of calls in flight on a share, each pair's second call goes to another
+/// thread; beyond it, the calls running at once already keep the share's round trips overlapping,
+/// and the hand-off would only add a thread wake-up and a context switch to each.
+const OVERLAP_UP_TO: usize = 4;
 
 /// The driver's own directories on a share.
 #[derive(Debug)]
@@ -65,9 +76,14 @@ pub struct FsStats {
 impl ShareRoot {
     /// Opens the share root at `path`.
     pub fn open(path: &Path) -> Result<Self> {
+        let fd = fs::open_root(path)?;
+        let remote = nix::sys::statfs::fstatfs(&fd)
+            .is_ok_and(|st| st.filesystem_type() == nix::sys::statfs::NFS_SUPER_MAGIC);
         Ok(ShareRoot {
             state: OnceLock::new(),
-            fd: fs::open_root(path)?,
+            pairs: AtomicUsize::new(0),
+            remote,
+            fd,
             path: path.to_owned(),
         })
     }
@@ -80,6 +96,28 @@ impl ShareRoot {
     /// The open root directory (for walks below it with the `fs` helpers).
     pub fn dir(&self) -> &OwnedFd {
         &self.fd
+    }
+
+    /// Runs `a` and `b`, two independent calls, in flight together ([`fs::both`]) on an NFS share
+    /// while few pairs are running on it (up to [`OVERLAP_UP_TO`]); under more load, or on a local
+    /// filesystem, `b` after `a` on this thread.
+    pub(super) fn pair<RA, RB: Send + 'static>(
+        &self,
+        a: impl FnOnce() -> RA,
+        b: impl FnOnce() -> RB + Send + 'static,
+    ) -> (RA, RB) {
+        struct Running<'a>(&'a AtomicUsize);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let running = Running(&self.pairs);
+        if running.0.fetch_add(1, Ordering::Relaxed) < OVERLAP_UP_TO && self.remote {
+            both(a, b)
+        } else {
+            (a(), b())
+        }
     }
 
     /// Opens the driver's state directories; with `create` false a share never used by this
@@ -135,11 +173,12 @@ impl ShareRoot {
             volume_id: volume_id.to_owned(),
         };
         let (parent, last) = open_parent(&self.fd, sub, Some(mode | 0o700))?;
-        // The directory and its record go out together: two NFS calls in flight, one round trip.
+        // The directory and its record go out together (two NFS calls in flight, one round trip)
+        // unless the share is busy with other pairs (see `pair`).
         // A crash in between leaves one without the other, and the CO's retry completes it: a
         // directory gets its record below, a record its directory.
         let (records, k, w) = (state.records.clone(), key.clone(), wanted.clone());
-        let (made, recorded) = both(
+        let (made, recorded) = self.pair(
             || mkdirat(&parent, last, Mode::from_bits_truncate(mode)),
             move || record::create(&records, &k, &w),
         );

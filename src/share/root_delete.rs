@@ -1,7 +1,7 @@
 //! Deleting a volume by its onDelete policy: an empty directory removed at once, any other moved
 //! into the trash for the background removal (or archived, or retained), its record forgotten.
 
-use super::super::fs::{self, both, dup, open_parent};
+use super::super::fs::{self, dup, open_parent};
 use super::super::record;
 use super::{ShareRoot, State, TrashEntry, unix_secs};
 use crate::error::{Error, Result};
@@ -76,7 +76,7 @@ impl ShareRoot {
                 // out together (one round trip). If the removal fails, the directory stays
                 // without its record, as after a crash between the two: the CO retries the delete
                 // until it is done.
-                let (moved, forgotten) = both(
+                let (moved, forgotten) = self.pair(
                     || match fs::unlink(&parent, last.as_ref(), true) {
                         Ok(()) => Ok(false),
                         Err(Errno::ENOTEMPTY | Errno::EEXIST | Errno::ENOTDIR) => {

@@ -144,10 +144,25 @@ fn a_new_volume_replaces_the_record_of_a_gone_one() {
     assert!(names(&dir.path().join(STATE_DIR).join("trash")).is_empty());
 }
 
-#[test]
-fn both_runs_each_side_once() {
-    let (a, b) = crate::share::fs::both(|| 1, || "two");
-    assert_eq!((a, b), (1, "two"));
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_busy_share_runs_the_second_call_of_a_pair_on_the_same_thread() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let ((_dir, root), here) = (share(), std::thread::current().id());
+    assert_eq!(
+        root.pair(|| 1, move || 2),
+        (1, 2),
+        "alone: maybe on a pool thread"
+    );
+    root.pairs.store(super::OVERLAP_UP_TO, Relaxed);
+    let (a, (b, thread)) = root.pair(std::time::Instant::now, || {
+        (std::time::Instant::now(), std::thread::current().id())
+    });
+    assert!(thread == here && b >= a, "busy: here, after the first");
+    assert_eq!(
+        root.pairs.load(Relaxed),
+        super::OVERLAP_UP_TO,
+        "count given back"
+    );
 }
 
 #[test]
