@@ -31,8 +31,8 @@ impl Volumes {
         }
         let abnormal =
             (!exists).then(|| format!("directory {} is missing on {}", id.sub_dir, id.share));
-        let limits = self.quota_limits(&id.share, deadline).await;
         let key = crate::share::record::key(&id.sub_dir);
+        let limits = (self.quota_limits(&id.share, vec![key.clone()], deadline)).await;
         let capacity = match limits.get(&key) {
             Some(limit) => *limit,
             None => record.map(|r| r.capacity).unwrap_or_default(),
@@ -71,7 +71,8 @@ impl Volumes {
                     root.records_of(&keys)
                 })
                 .await?;
-            let limits = self.quota_limits(spec, deadline).await;
+            let keys = records.iter().map(|(key, _)| key.clone()).collect();
+            let limits = self.quota_limits(spec, keys, deadline).await;
             volumes.extend(records.into_iter().filter_map(|(key, rec)| {
                 match VolumeId::parse(&rec.volume_id) {
                     Ok(id) => Some(Volume {

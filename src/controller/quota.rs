@@ -112,19 +112,20 @@ impl Volumes {
         Ok(())
     }
 
-    /// The project limits of the volumes on `share` by record key (empty when the share's
+    /// The project limits of the volumes `keys` on `share` by record key (empty when the share's
     /// filesystem is not reachable here or has none). A failure is logged: the recorded sizes
     /// are then reported.
     pub(super) async fn quota_limits(
         &self,
         share: &ShareSpec,
+        keys: Vec<String>,
         deadline: Duration,
     ) -> HashMap<String, u64> {
         let Some(local) = self.quotas.local_root(share) else {
             return HashMap::new();
         };
         match blocking::run("read project limits", deadline, move || {
-            quota::limits(&local)
+            quota::limits(&local, &keys)
         })
         .await
         {

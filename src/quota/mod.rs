@@ -235,25 +235,24 @@ pub fn usage(root: &Path, sub: &SubDir) -> Result<Option<(u32, Usage)>> {
     Ok(Some((id, usage)))
 }
 
-/// The project limits (bytes, nonzero only) of the volumes below the local root `root` that
-/// have a project, by record key: what ListVolumes and ControllerGetVolume report as their capacity.
-pub fn limits(root: &Path) -> Result<std::collections::HashMap<String, u64>> {
-    let mut out = std::collections::HashMap::new();
+/// The project limits (bytes, nonzero only) of the volumes `keys` (record keys) below the local
+/// root `root`, for those that have a project: what ListVolumes and ControllerGetVolume report as
+/// their capacity. Only those volumes' claims are read (at most [`project::PROBES`] names each),
+/// so a page of ListVolumes costs its own length, not every claim on the filesystem.
+pub fn limits(root: &Path, keys: &[String]) -> Result<HashMap<String, u64>> {
+    let mut out = HashMap::new();
     let Some((fs, claims)) = open_claims(root)? else {
         return Ok(out);
     };
-    for name in crate::share::fs::list(&claims)? {
-        let Ok(id) = name.parse::<u32>() else {
+    for key in keys {
+        let found =
+            project::find(&claims, key).map_err(|e| Error::errno("read project claim", e))?;
+        let Some(id) = found else {
             continue;
-        };
-        let key = match nix::fcntl::readlinkat(&claims, name.as_str()) {
-            Ok(target) => target.to_string_lossy().into_owned(),
-            Err(nix::errno::Errno::ENOENT) => continue,
-            Err(e) => return Err(Error::errno("read project claim", e)),
         };
         let limit = sys::get(&fs, id).map_err(|e| Error::errno("get quota", e))?;
         if limit.limit_bytes > 0 {
-            out.insert(key, limit.limit_bytes);
+            out.insert(key.clone(), limit.limit_bytes);
         }
     }
     Ok(out)
