@@ -32,7 +32,9 @@ impl Volumes {
         let abnormal =
             (!exists).then(|| format!("directory {} is missing on {}", id.sub_dir, id.share));
         let key = crate::share::record::key(&id.sub_dir);
-        let limits = (self.quota_limits(&id.share, vec![key.clone()], deadline)).await;
+        let limits = self
+            .quota_limits(&id.share, vec![key.clone()], deadline)
+            .await;
         let capacity = match limits.get(&key) {
             Some(limit) => *limit,
             None => record.map(|r| r.capacity).unwrap_or_default(),

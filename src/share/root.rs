@@ -106,6 +106,9 @@ impl ShareRoot {
         a: impl FnOnce() -> RA,
         b: impl FnOnce() -> RB + Send + 'static,
     ) -> (RA, RB) {
+        if !self.remote {
+            return (a(), b());
+        }
         struct Running<'a>(&'a AtomicUsize);
         impl Drop for Running<'_> {
             fn drop(&mut self) {
@@ -113,7 +116,7 @@ impl ShareRoot {
             }
         }
         let running = Running(&self.pairs);
-        if running.0.fetch_add(1, Ordering::Relaxed) < OVERLAP_UP_TO && self.remote {
+        if running.0.fetch_add(1, Ordering::Relaxed) < OVERLAP_UP_TO {
             both(a, b)
         } else {
             (a(), b())
